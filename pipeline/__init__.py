@@ -1,0 +1,1 @@
+"""liverec job assembly, sources/sinks, local infrastructure and CLI entry points."""

@@ -1,0 +1,53 @@
+"""Cassandra session and schema, from the CQL kept under state_schemas/cql/."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from pipeline.settings import Settings
+
+# The driver warns on every connect to a single-node loopback cluster about protocol downgrade
+# and missing DC; those are expected locally.
+logging.getLogger("cassandra").setLevel(logging.ERROR)
+
+
+def connect(settings: Settings, *, keyspace: str | None = None, connect_timeout: float = 10):  # noqa: ANN201
+    """Cluster + session to the configured contact points (caller shuts the cluster down)."""
+    from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    cluster = Cluster(
+        settings.cassandra_contact_points,
+        port=settings.cassandra_port,
+        connect_timeout=connect_timeout,
+        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        protocol_version=5,
+    )
+    session = cluster.connect(keyspace)
+    return cluster, session
+
+
+def schema_statements(settings: Settings) -> list[str]:
+    """The keyspace and table DDL, in file order, with settings substituted."""
+    out: list[str] = []
+    cql_dir = resources.files("state_schemas") / "cql"
+    for f in sorted((p for p in cql_dir.iterdir() if p.name.endswith(".cql")), key=lambda p: p.name):
+        text = f.read_text().format(
+            keyspace=settings.cassandra_keyspace, replication_factor=settings.cassandra_replication_factor
+        )
+        body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
+        out += [stmt.strip() for stmt in body.split(";") if stmt.strip()]
+    return out
+
+
+def apply_schema(settings: Settings) -> int:
+    """Create keyspace and tables if missing (idempotent); return the number of statements run."""
+    cluster, session = connect(settings)
+    try:
+        stmts = schema_statements(settings)
+        for stmt in stmts:
+            session.execute(stmt, timeout=60)
+        return len(stmts)
+    finally:
+        cluster.shutdown()

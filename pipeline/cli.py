@@ -1,0 +1,127 @@
+"""`liverec` command line: local infrastructure, the job, evaluation.
+
+Heavy imports (pyflink, cassandra, numpy) happen inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="liverec: real-time personalization in one PyFlink job.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka (KRaft) + Cassandra on loopback, from Maven Central jars.")
+app.add_typer(infra_app, name="infra")
+
+
+def _settings():  # noqa: ANN202 - lazy import keeps --help fast
+    from pipeline.settings import load_settings
+
+    return load_settings()
+
+
+def _fail(exc: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2) from exc
+
+
+@infra_app.command("fetch")
+def infra_fetch() -> None:
+    """Resolve the Kafka, Cassandra and Flink-connector jars from Maven Central into the cache."""
+    from pipeline.errors import LiverecError
+    from pipeline.infra import jars
+
+    s = _settings()
+    try:
+        for comp, path in jars.resolve_all(s.cache_dir).items():
+            typer.echo(f"{comp}: {len(list(path.glob('*.jar')))} jars in {path}")
+    except LiverecError as exc:
+        _fail(exc)
+
+
+@infra_app.command("up")
+def infra_up(timeout: float = typer.Option(180.0, help="Seconds to wait for each server to answer.")) -> None:
+    """Start Kafka and Cassandra if not running, wait until they answer, create topics and tables."""
+    from pipeline.errors import LiverecError
+    from pipeline.infra import stack
+
+    try:
+        stack.up(_settings(), timeout_s=timeout)
+    except LiverecError as exc:
+        _fail(exc)
+    _print_status()
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop exactly the server pids that `up` recorded."""
+    from pipeline.infra import stack
+
+    stack.down(_settings())
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Report each server: pid, answering or not, address, logs. Exit 1 unless all are up."""
+    if not _print_status():
+        raise typer.Exit(1)
+
+
+def _print_status() -> bool:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.infra import stack
+
+    s = _settings()
+    rows = stack.status(s)
+    table = Table(title=f"liverec local stack (cache: {s.cache_dir})")
+    for col in ("server", "state", "pid", "address", "logs"):
+        table.add_column(col)
+    for r in rows:
+        state = "[green]up[/]" if r.up else ("[yellow]not answering[/]" if r.pid else "[red]down[/]")
+        table.add_row(r.name, state, str(r.pid or "-"), r.address, str(r.logs[0]))
+    Console().print(table)
+    stray = [p for p in stack.stray_jvms(s) if p not in {r.pid for r in rows}]
+    if stray:
+        Console().print(f"[yellow]liverec JVMs not recorded in pid files:[/] {stray}")
+    return all(r.up for r in rows)
+
+
+@infra_app.command("logs")
+def infra_logs(
+    server: str = typer.Argument("all", help="kafka, cassandra or all"),
+    lines: int = typer.Option(40, "-n", help="Lines from the end of each log."),
+) -> None:
+    """Print where each server's logs are, and their last lines."""
+    from pipeline.infra import stack
+
+    for srv in stack.servers(_settings()):
+        if server not in ("all", srv.name):
+            continue
+        for path in srv.logs:
+            typer.echo(f"==> {path}")
+            if path.exists():
+                typer.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@app.command("eval-offline")
+def eval_offline(
+    data: Path = typer.Option(..., "--data", help="MovieLens u.data file (or its folder)."),
+    dim: int = typer.Option(64, help="Embedding dimension."),
+    negatives: int = typer.Option(8, help="Sampled negatives per positive."),
+    seed: int = typer.Option(7, help="Random seed (same seed, same figures)."),
+    k: int = typer.Option(10, help="Cut-off of recall@k."),
+    limit: int = typer.Option(0, help="Replay only the first N events (0 = all)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
+) -> None:
+    """Replay a dataset in timestamp order, test-then-learn, and print recall@k beside popularity."""
+    from pipeline.eval_offline import main as run
+
+    run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out)
+
+
+if __name__ == "__main__":
+    app()

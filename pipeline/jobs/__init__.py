@@ -1,0 +1,1 @@
+"""Flink job graphs. Each module exposes `build(env, settings, ...)` and a `main` for `flink run -py`."""

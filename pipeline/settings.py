@@ -1,0 +1,73 @@
+"""One settings object for the whole job, read from `LIVEREC_*` environment variables.
+
+Why one object: the same values drive the local stack, the Flink job and the tests, and pointing
+the job at an existing cluster must be a matter of settings, never code edits (docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of liverec; env var = `LIVEREC_` + field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVEREC_", extra="ignore")
+
+    # Where jars, the venv, server data and logs live (ignored by git).
+    cache_dir: Path = REPO_ROOT / ".cache"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(default="", description="Prefix for every topic name, e.g. to isolate tests.")
+    kafka_transaction_timeout_ms: int = 900_000  # must be <= broker transaction.max.timeout.ms
+
+    # Cassandra
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "liverec"
+    cassandra_replication_factor: int = 1
+
+    # Flink
+    parallelism: int = 1
+    max_parallelism: int = 128
+    checkpoint_interval_ms: int = 2_000
+    checkpoint_timeout_ms: int = 60_000
+    min_pause_between_checkpoints_ms: int = 500
+    checkpoint_dir: str | None = None  # file:// URI; default under cache_dir
+    python_execution_mode: str = "thread"
+    job_name: str = "liverec"
+    python_executable: str | None = None  # default: the interpreter running liverec
+    restart_attempts: int = 10
+    restart_delay_ms: int = 1_000
+
+    # Local servers (used by `liverec infra` only)
+    kafka_heap: str = "768m"
+    cassandra_heap: str = "1G"
+    java_home: Path | None = None  # JDK 17 for Cassandra; default: the `java` on PATH
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        """Contact points as a list, from the comma-separated setting."""
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic ('events', 'recommendations', …)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """Checkpoint storage URI; local file system under the cache by default."""
+        if self.checkpoint_dir:
+            return self.checkpoint_dir
+        return (self.cache_dir / "checkpoints").resolve().as_uri()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags, tests) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
