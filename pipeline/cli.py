@@ -54,6 +54,18 @@ def infra_up(timeout: float = typer.Option(180.0, help="Seconds to wait for each
     _print_status()
 
 
+@infra_app.command("init")
+def infra_init() -> None:
+    """Create topics and Cassandra tables on the servers the settings point at (no local servers started)."""
+    from pipeline.errors import LiverecError
+    from pipeline.infra import stack
+
+    try:
+        stack.init(_settings())
+    except LiverecError as exc:
+        _fail(exc)
+
+
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop exactly the server pids that `up` recorded."""
@@ -105,6 +117,24 @@ def infra_logs(
             typer.echo(f"==> {path}")
             if path.exists():
                 typer.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@app.command("run")
+def run(
+    events: int = typer.Option(20_000, help="Events the built-in generator sends."),
+    users: int = typer.Option(500, help="Distinct users in the generated stream."),
+    timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
+) -> None:
+    """Run the job end to end on the local stack: start servers, generate events, show committed output."""
+    from rich.console import Console
+
+    from pipeline.demo import run_count_demo
+    from pipeline.errors import LiverecError
+
+    try:
+        run_count_demo(_settings(), events=events, users=users, timeout_s=timeout, console=Console())
+    except LiverecError as exc:
+        _fail(exc)
 
 
 @app.command("eval-offline")

@@ -1,10 +1,11 @@
-"""Kafka admin helpers: create the declared topics, read committed output."""
+"""Kafka helpers shared by the CLI, the demo and the tests: topics, producing, committed reads."""
 
 from __future__ import annotations
 
-from state_schemas.topics import TOPICS, TopicSpec
+from collections.abc import Iterable, Iterator
 
 from pipeline.settings import Settings
+from state_schemas.topics import TOPICS, TopicSpec
 
 
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
@@ -25,3 +26,49 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
         return [t.name for t in new]
     finally:
         admin.close()
+
+
+def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) records with acks=all and idempotence; flush; return how many were sent."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    n = 0
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+            n += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return n
+
+
+def read_committed(
+    settings: Settings, topic: str, *, from_ms: int | None = None, idle_ms: int = 1500
+) -> Iterator[bytes]:
+    """Yield committed values of every partition (from a timestamp, else the beginning) until idle."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        if from_ms is None:
+            consumer.seek_to_beginning(*parts)
+        else:
+            found = consumer.offsets_for_times({tp: from_ms for tp in parts})
+            ends = consumer.end_offsets(parts)
+            for tp in parts:
+                consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        for msg in consumer:
+            yield msg.value
+    finally:
+        consumer.close()

@@ -85,6 +85,11 @@ def start(svc: Service, cmd: list[str], *, env: dict[str, str] | None = None, cw
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
+    # Between fork and exec the child still shows our own command line: wait for the exec so that
+    # the marker check in running_pid() sees the server, not a stranger.
+    if not wait_until(lambda: svc.marker in _cmdline(proc.pid) or proc.poll() is not None, 10, interval_s=0.01):
+        msg = f"{svc.name}: process {proc.pid} did not exec within 10 s; see {svc.stdout_log}"
+        raise InfraError(msg)
     svc.pid_file.write_text(str(proc.pid))
     return proc.pid
 

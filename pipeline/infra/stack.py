@@ -56,6 +56,7 @@ def up(settings: Settings, *, timeout_s: float = 180.0, log: Log = print) -> lis
         if pid is not None:
             log(f"{srv.name}: already running (pid {pid})")
             continue
+        _check_port_free(srv.name, srv.host, srv.port)
         pid = srv.start()
         log(f"{srv.name}: started pid {pid}; logs in {srv.svc.log_dir}")
         started.append(srv)
@@ -73,15 +74,22 @@ def up(settings: Settings, *, timeout_s: float = 180.0, log: Log = print) -> lis
             raise InfraError(msg)
         if srv in started:
             log(f"{srv.name}: answering after {time.monotonic() - t0:.1f}s")
+    init(settings, log=log)
+    return status(settings)
+
+
+def init(settings: Settings, *, log: Log = print) -> None:
+    """Create the declared topics and the Cassandra keyspace/tables on the configured servers.
+
+    Works against any Kafka/Cassandra the settings point at (local stack or an existing cluster).
+    """
     from pipeline.cassandra_io import apply_schema
     from pipeline.kafka_io import ensure_topics
 
     created = ensure_topics(settings)
-    if created:
-        log(f"kafka: created topics {', '.join(created)}")
+    log(f"kafka: created topics {', '.join(created)}" if created else "kafka: all declared topics exist")
     n = apply_schema(settings)
     log(f"cassandra: schema applied ({n} statements, keyspace {settings.cassandra_keyspace})")
-    return status(settings)
 
 
 def down(settings: Settings, *, log: Log = print) -> list[int]:
@@ -127,6 +135,21 @@ def stray_jvms(settings: Settings) -> list[int]:
         if b"-Dliverec.service=" in cmd and b"liverec.service=" in cmd:
             found.append(int(proc_dir.name))
     return sorted(found)
+
+
+def _check_port_free(name: str, host: str, port: int) -> None:
+    """Refuse to start a second server on a port something else already listens on."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        if sock.connect_ex((host, port)) == 0:
+            msg = (
+                f"{name}: {host}:{port} is already taken by a process liverec did not start "
+                f"(no pid file under this cache). Stop that process, or point liverec at it with "
+                f"settings instead of starting a local server (docs/configuration.md)."
+            )
+            raise InfraError(msg)
 
 
 def _tail(paths: list[Path], n: int) -> str:

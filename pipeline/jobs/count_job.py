@@ -28,8 +28,14 @@ def parse_user(raw: str) -> str:
     return str(obj["user_id"])
 
 
-def build(env, settings: Settings, *, bounded: bool = False, group_id: str = "liverec-count") -> None:  # noqa: ANN001
-    """Add the count pipeline to `env`: events topic → count per user → user-counts topic."""
+def build(  # noqa: ANN001
+    env, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None, group_id: str = "liverec-count"
+) -> None:
+    """Add the count pipeline to `env`: events topic → count per user → user-counts topic.
+
+    `bounded` stops at the offsets that were latest when the job started (tests); `start_from_ms`
+    starts from the first record at or after that timestamp (the demo), else from the earliest.
+    """
     from pyflink.common import Types, WatermarkStrategy
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
@@ -58,7 +64,9 @@ def build(env, settings: Settings, *, bounded: bool = False, group_id: str = "li
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_topics(settings.topic("events"))
         .set_group_id(group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_starting_offsets(
+            KafkaOffsetsInitializer.timestamp(start_from_ms) if start_from_ms else KafkaOffsetsInitializer.earliest()
+        )
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("isolation.level", "read_committed")
     )

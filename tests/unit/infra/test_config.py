@@ -1,0 +1,46 @@
+"""Settings, declared topics, CQL and the job configuration, checked without servers."""
+
+from __future__ import annotations
+
+from pipeline.cassandra_io import schema_statements
+from pipeline.infra import jars
+from pipeline.infra.servers import host_port
+from pipeline.settings import load_settings
+from state_schemas.topics import TOPICS, by_name
+
+
+def test_settings_read_environment(monkeypatch) -> None:
+    monkeypatch.setenv("LIVEREC_KAFKA_BOOTSTRAP", "broker1:19092,broker2:19092")
+    monkeypatch.setenv("LIVEREC_CASSANDRA_HOSTS", "c1, c2")
+    monkeypatch.setenv("LIVEREC_TOPIC_PREFIX", "stage-")
+    s = load_settings()
+    assert s.kafka_bootstrap == "broker1:19092,broker2:19092"
+    assert s.cassandra_contact_points == ["c1", "c2"]
+    assert s.topic("events") == "stage-events"
+    assert host_port(s.kafka_bootstrap, 9092) == ("broker1", 19092)
+
+
+def test_every_topic_the_issue_names_is_declared_once() -> None:
+    names = [t.name for t in TOPICS]
+    assert len(names) == len(set(names))
+    for required in ("events", "rec-requests", "recommendations", "dead-letter", "alerts"):
+        assert by_name(required).partitions >= 1
+
+
+def test_cql_statements_substitute_settings() -> None:
+    s = load_settings(cassandra_keyspace="ks_test", cassandra_replication_factor=3)
+    stmts = schema_statements(s)
+    assert stmts[0].startswith("CREATE KEYSPACE IF NOT EXISTS ks_test")
+    assert "'replication_factor': 3" in stmts[0]
+    assert all("{" not in st or "replication" in st for st in stmts)
+    assert any("ks_test.user_profiles" in st for st in stmts)
+
+
+def test_jar_resolution_is_keyed_on_the_pom(tmp_path) -> None:
+    out = jars.jar_dir(tmp_path, "flink")
+    out.mkdir(parents=True)
+    assert not jars.is_resolved(tmp_path, "flink")
+    (out / ".resolved-from").write_text((jars.POMS / "flink.xml").read_text())
+    assert jars.is_resolved(tmp_path, "flink")
+    (out / ".resolved-from").write_text("an older pom")
+    assert not jars.is_resolved(tmp_path, "flink")
