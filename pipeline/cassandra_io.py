@@ -14,14 +14,15 @@ logging.getLogger("cassandra").setLevel(logging.ERROR)
 
 def connect(settings: Settings, *, keyspace: str | None = None, connect_timeout: float = 10):  # noqa: ANN201
     """Cluster + session to the configured contact points (caller shuts the cluster down)."""
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
+    profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(), request_timeout=30)
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,
         connect_timeout=connect_timeout,
-        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
     )
     session = cluster.connect(keyspace)
