@@ -1,0 +1,1 @@
+"""Per-user profile: live session, decayed interests and engagement, recent items, dedupe."""

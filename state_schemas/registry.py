@@ -1,0 +1,17 @@
+"""Every versioned codec of the project, by name: what `tests/contracts` checks, one by one.
+
+A new state type or record format is added here, or the contract tests do not cover it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from state_schemas import events, item_vector, user_profile
+from state_schemas.codec import VersionedCodec
+
+CODECS: Final[Mapping[str, VersionedCodec[Any]]] = MappingProxyType(
+    {c.name: c for c in (events.CODEC, user_profile.CODEC, item_vector.CODEC)}
+)

@@ -1,0 +1,147 @@
+"""Hypothesis strategies for every record and state value of `state_schemas`, shared by the tests.
+
+Import as ``from tests.contracts.strategies import ...`` (the repository root is on sys.path when the
+tests run with ``python -m pytest`` from it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from state_schemas.events import EVENT_TYPE_NAMES, Event
+from state_schemas.item_vector import ItemVector
+from state_schemas.user_profile import FP_BYTES, NO_TS, Session, UserProfile
+from state_schemas.user_profile_v1 import N_TYPES
+
+#: Property tests: no deadline (a loaded CI box must not fail them), modest example counts (fast).
+PROPS = settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+
+U64 = 2**64 - 1
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+U32 = 2**32 - 1
+
+# What the event contract allows in ids and free text: no control characters, no lone surrogates.
+_CHARS = st.characters(blacklist_categories=("Cs", "Cc"))
+text = st.text(_CHARS, min_size=1, max_size=12)
+ids = st.one_of(st.from_regex(r"[a-z]{1,3}-[0-9]{1,6}", fullmatch=True), text)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+ts_ms = st.integers(min_value=946_684_800_000, max_value=2_000_000_000_000)
+
+
+@st.composite
+def events(draw: st.DrawFn, user_id: str | None = None, ts: st.SearchStrategy[int] | None = None) -> Event:
+    """Any event the validator can produce (ignored_fields included)."""
+    return Event(
+        event_id=draw(ids),
+        user_id=user_id if user_id is not None else draw(ids),
+        item_id=draw(ids),
+        type=draw(st.sampled_from(EVENT_TYPE_NAMES)),
+        ts=draw(ts if ts is not None else ts_ms),
+        category=draw(st.none() | text),
+        dwell_ms=draw(st.none() | st.integers(0, 86_400_000)),
+        session_hint=draw(st.none() | text),
+        price=draw(st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False)),
+        ignored_fields=draw(st.integers(0, 0xFFFF)),
+    )
+
+
+def event_json(e: Event) -> bytes:
+    """The wire JSON a producer would send for ``e`` (optional fields left out when absent)."""
+    d: dict[str, Any] = {k: v for k, v in e._asdict().items() if v is not None and k != "ignored_fields"}
+    return json.dumps(d).encode()
+
+
+counts = st.tuples(*[st.integers(0, U32)] * N_TYPES)
+ts_any = st.integers(I64_MIN, I64_MAX)
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> Session:
+    """Any open session the codec must carry."""
+    return Session(
+        start_ts=draw(ts_any),
+        last_ts=draw(ts_any),
+        type_counts=draw(counts),
+        categories=draw(st.dictionaries(text, st.integers(0, U32), max_size=3)),
+        dwell_ms=draw(st.integers(0, U64)),
+    )
+
+
+@st.composite
+def profiles(draw: st.DrawFn) -> UserProfile:
+    """Any user profile the codec must carry (not only those `on_event` can reach)."""
+    dim = draw(st.sampled_from([0, 1, 3]))
+    return UserProfile(
+        user_id=draw(ids),
+        seq=draw(st.integers(0, U64)),
+        total_events=draw(st.integers(0, U64)),
+        late_events=draw(st.integers(0, U64)),
+        sessions_closed=draw(st.integers(0, U64)),
+        type_counts=draw(st.tuples(*[st.integers(0, U64)] * N_TYPES)),
+        session=draw(st.none() | sessions()),
+        last_closed_start_ts=draw(st.just(NO_TS) | ts_any),
+        last_closed_end_ts=draw(st.just(NO_TS) | ts_any),
+        interests=draw(st.dictionaries(text, st.tuples(finite, ts_any), max_size=4)),
+        engagement=draw(finite),
+        engagement_ts=draw(ts_any),
+        recent_items=tuple(draw(st.lists(ids, unique=True, max_size=5))),
+        recent_event_fps=draw(st.binary(max_size=8 * 4).map(lambda b: b[: len(b) - len(b) % FP_BYTES])),
+        embedding=draw(st.binary(min_size=4 * dim, max_size=4 * dim)),
+        embedding_ts=draw(ts_any),
+    )
+
+
+@st.composite
+def item_vectors(draw: st.DrawFn) -> ItemVector:
+    """Any item state the codec must carry."""
+    dim = draw(st.sampled_from([0, 1, 3]))
+    return ItemVector(
+        vector=draw(st.binary(min_size=4 * dim, max_size=4 * dim)),
+        bias=draw(finite),
+        update_count=draw(st.integers(0, U64)),
+        seq=draw(st.integers(0, U64)),
+        updated_ts=draw(ts_any),
+    )
+
+
+def typical_profile() -> UserProfile:
+    """A profile of the size the job keeps for an active user (fixed, for example-based tests)."""
+    return UserProfile(
+        user_id="user-42",
+        seq=311,
+        total_events=310,
+        late_events=2,
+        sessions_closed=17,
+        type_counts=(200, 80, 12, 3, 5, 10),
+        session=Session(1_764_000_000_000, 1_764_000_600_000, (3, 1, 1, 0, 0, 0), {"books": 4, "music": 1}, 9_000),
+        last_closed_start_ts=1_763_990_000_000,
+        last_closed_end_ts=1_763_991_000_000,
+        interests={f"genre-{i}": (1.5 * i + 0.25, 1_764_000_000_000 - i * 3_600_000) for i in range(12)},
+        engagement=42.5,
+        engagement_ts=1_764_000_600_000,
+        recent_items=tuple(f"item-{i}" for i in range(20)),
+        recent_event_fps=bytes(range(256)) * 2,
+        embedding=bytes(range(256)),
+        embedding_ts=1_764_000_600_000,
+    )
+
+
+#: A fixed example per codec name (cheap, for the checks that need one value, not many).
+SAMPLES: dict[str, Any] = {
+    "event": Event("evt-1", "user-42", "item-7", "purchase", 1_764_000_000_000, "books", 1200, "s-9", 9.99, 2),
+    "user_profile": typical_profile(),
+    "item_vector": ItemVector(bytes(range(256)), 0.5, 12, 13, 1_764_000_000_000),
+}
+
+#: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
+#: is registered without one.
+EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
+    "event": events(),
+    "user_profile": profiles(),
+    "item_vector": item_vectors(),
+}

@@ -1,0 +1,26 @@
+"""The examples in the docstrings run and hold."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "state_schemas.codec",
+    "state_schemas.events",
+    "state_schemas.events_v1",
+    "state_schemas.user_profile",
+    "state_schemas.user_profile_v1",
+    "state_schemas.item_vector",
+    "state_schemas.item_vector_v1",
+    "operators.events.logic",
+    "operators.profile.logic",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
