@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     cassandra_port: int = 9042
     cassandra_keyspace: str = "liverec"
     cassandra_replication_factor: int = 1
+    cassandra_write_timeout_s: float = 600.0  # retry (back-pressure) this long before failing the job
 
     # Flink
     parallelism: int = 1
@@ -45,6 +46,19 @@ class Settings(BaseSettings):
     python_executable: str | None = None  # default: the interpreter running liverec
     restart_attempts: int = 10
     restart_delay_ms: int = 1_000
+
+    # The personalization job
+    session_gap_ms: int = 30 * 60 * 1000  # event-time inactivity that closes a session
+    out_of_orderness_ms: int = 5_000  # watermark bound on event-time disorder
+    source_idleness_ms: int = 30_000  # a partition without events this long stops holding the watermark back
+    profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
+    item_flush_ms: int = 1_000  # at most one item-vector feedback record per item per interval
+    max_event_bytes: int = 16_384  # larger records go to the dead-letter topic
+    max_clock_skew_ms: int = 86_400_000  # events further in the future than this are dead-lettered
+    min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered
+    embedding_dim: int = 64
+    negatives: int = 8
+    model_seed: int = 7
 
     # Local servers (used by `liverec infra` only)
     kafka_heap: str = "768m"

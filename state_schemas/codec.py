@@ -37,6 +37,8 @@ TAGS: Final[Mapping[str, int]] = {
     "event": ord("E"),
     "user_profile": ord("U"),
     "item_vector": ord("I"),
+    "item_update": ord("G"),
+    "item_vector_msg": ord("M"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -29,6 +29,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("dead-letter", 1, {"retention.ms": _WEEK_MS}, "rejected input: original bytes + reason"),
     TopicSpec("alerts", 1, {"retention.ms": _WEEK_MS}, "drift and degradation alerts"),
     TopicSpec("sessions", 2, {"retention.ms": _WEEK_MS}, "closed-session summaries"),
+    TopicSpec(
+        "item-vectors", 2, {"retention.ms": str(24 * 3600 * 1000)},
+        "item stage → user stage feedback (read back by the same job; state restores from checkpoints)",
+    ),
     TopicSpec("user-counts", 2, {"retention.ms": _WEEK_MS}, "output of the smallest (count) job"),
 )
 

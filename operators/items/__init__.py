@@ -1,0 +1,1 @@
+"""Item stage: item vectors learned online from the user stage's gradients (keyed by item)."""

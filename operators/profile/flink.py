@@ -1,0 +1,140 @@
+"""Flink adapter of the user stage: keyed by user, connected to the broadcast item vectors.
+
+Per event: dedupe/session/interest update (`operators.profile.logic`), one BPR step against the local
+item table (`operators.profile.embedding`), item gradients out on the main output (to the item
+stage), an event-time timer for the session gap and an aligned processing-time timer that coalesces
+the profile's Cassandra write. A closed session goes to `SESSIONS` and to Cassandra.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyflink.common import Types
+from pyflink.datastream import OutputTag, TimeDomain
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from operators.learner.bpr import BPRParams
+from operators.profile import logic
+from operators.profile.embedding import ItemTable, user_step
+from pipeline.settings import Settings
+from state_schemas import item_vector, user_profile
+from state_schemas.events import decode_event
+from state_schemas.messages import decode_vector_msg, encode_update
+
+SESSIONS = OutputTag("sessions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+UPDATE_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+PROFILE_STATE = "user-profile"  # renaming a state descriptor is a deliberate reset (docs/state.md)
+
+
+def session_json(s: logic.SessionSummary) -> bytes:
+    """The sessions-topic record of a closed session."""
+    import json
+
+    return json.dumps(
+        {
+            "user_id": s.user_id, "session_id": s.session_id, "start_ts": s.start_ts, "end_ts": s.end_ts,
+            "event_count": s.event_count, "events_by_type": dict(s.type_counts),
+            "categories": dict(s.categories), "dwell_ms": s.dwell_ms, "converted": s.converted,
+            "seq": s.seq,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class UserStage(KeyedBroadcastProcessFunction):
+    """(user_id, ts, event bytes) keyed by user ⋈ broadcast item-vector records."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from pipeline.cassandra_sink import CassandraWriter
+
+        s = self.settings
+        self.gap = s.session_gap_ms
+        self.flush_ms = s.profile_flush_ms
+        self.seed = s.model_seed
+        self.bpr = BPRParams(dim=s.embedding_dim, negatives=s.negatives)
+        self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.PICKLED_BYTE_ARRAY()))
+        self.table = ItemTable(self.bpr.dim)
+        self.table_loaded = False
+        self.rng = np.random.default_rng(self.seed)
+        self.writer = CassandraWriter(s)
+        group = runtime_context.get_metrics_group().add_group("liverec")
+        self.events = group.counter("user_events")
+        self.duplicates = group.counter("duplicates")
+        self.late = group.counter("late_events")
+        self.sessions = group.counter("sessions_closed")
+        self.profile_writes = group.counter("profile_writes")
+
+    def close(self) -> None:
+        if hasattr(self, "writer"):
+            self.writer.close()
+
+    def _load_table(self, ctx) -> None:  # noqa: ANN001
+        # After a restore the broadcast state is back but our numpy mirror is not: rebuild it once.
+        for item_id, blob in ctx.get_broadcast_state(ITEM_VECTORS_STATE).items():
+            v = item_vector.decode(bytes(blob))
+            self.table.upsert(item_id, v.as_array(), v.bias)
+        self.table_loaded = True
+
+    def process_element(self, value, ctx):  # noqa: ANN001, ANN201
+        if not self.table_loaded:
+            self._load_table(ctx)
+        user_id, _ts, payload = value
+        event = decode_event(bytes(payload))
+        blob = self.state.value()
+        prof = user_profile.decode(blob) if blob is not None else None
+        new, out = logic.on_event(prof, event, gap_ms=self.gap)
+        if out.status is logic.Status.DUPLICATE:
+            self.duplicates.inc()
+            return
+        self.events.inc()
+        if out.status is logic.Status.LATE:
+            self.late.inc()
+        vec = new.embedding_vector() if new.embedding else None
+        new_vec, updates = user_step(
+            self.bpr, self.seed, user_id, vec, event.item_id, event.weight, event.ts,
+            self.table, self.rng,
+        )
+        new = new.with_embedding(new_vec, event.ts)
+        self.state.update(user_profile.encode(new))
+        for upd in updates:
+            yield upd.item_id, encode_update(upd)
+        if out.closed is not None:
+            yield from self._closed(out.closed, new)
+        timers = ctx.timer_service()
+        if out.timer_ts is not None:
+            timers.register_event_time_timer(out.timer_ts)
+        now = timers.current_processing_time()
+        timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
+
+    def _closed(self, summary: logic.SessionSummary, prof: user_profile.UserProfile):  # noqa: ANN202
+        self.sessions.inc()
+        self.writer.write_session(summary)
+        self.writer.write_profile(prof)
+        self.profile_writes.inc()
+        yield SESSIONS, session_json(summary)
+
+    def on_timer(self, timestamp: int, ctx):  # noqa: ANN001, ANN201
+        blob = self.state.value()
+        if blob is None:
+            return
+        prof = user_profile.decode(blob)
+        if ctx.time_domain() == TimeDomain.EVENT_TIME:
+            new, closed = logic.on_timer(prof, timestamp, self.gap)
+            if closed is not None:
+                self.state.update(user_profile.encode(new))
+                yield from self._closed(closed, new)
+            return
+        # Aligned flush timer: write the profile as it is now (idempotent, ordered by seq).
+        self.writer.write_profile(prof)
+        self.profile_writes.inc()
+
+    def process_broadcast_element(self, value, ctx):  # noqa: ANN001, ANN201
+        item_id, _ts, state = decode_vector_msg(bytes(value))
+        ctx.get_broadcast_state(ITEM_VECTORS_STATE).put(item_id, item_vector.encode(state))
+        self.table.upsert(item_id, state.as_array(), state.bias)
+

@@ -1,0 +1,116 @@
+"""The liverec job graph.
+
+    events (Kafka, raw bytes + partition/offset)
+      → validate            [uid validate-events]   bad input → dead-letter topic (with reason)
+      → event time          [uid event-time]        bounded out-of-orderness + source idleness
+      → key by user ⋈ broadcast(item-vectors)
+      → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles
+            side: sessions → sessions topic          main: item gradients
+      → key by item
+      → item stage          [uid item-state]        item vectors; Cassandra item_vectors
+      → item-vectors topic  → (read back by this job) → broadcast to the user stage
+
+Why two keyed stages and a feedback topic: user and item vectors live under different keys and
+Flink 2.x has no DataStream iterations, so the item stage's vectors come back through a transactional
+Kafka topic: the user stage sees item vectors at most about one checkpoint interval old.
+"""
+
+from __future__ import annotations
+
+from pipeline.settings import Settings
+
+UIDS = (
+    "events-source", "validate-events", "dead-letter-sink", "event-time", "item-vectors-source",
+    "item-vectors-time", "user-state", "sessions-sink", "item-state", "item-vectors-sink",
+)
+
+
+def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None) -> None:  # noqa: ANN001
+    """Add the whole job to `env` (a StreamExecutionEnvironment from pipeline.flink_env)."""
+    from pyflink.common import Duration, Types, WatermarkStrategy
+    from pyflink.common.watermark_strategy import TimestampAssigner
+    from pyflink.table import StreamTableEnvironment
+
+    from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
+    from operators.items.flink import ItemStage
+    from operators.profile.flink import ITEM_VECTORS_STATE, SESSIONS, UPDATE_TYPE, UserStage
+    from pipeline.sources_sinks import RAW_EVENTS_TABLE, bytes_sink, bytes_source, events_table_ddl
+    from state_schemas.messages import vector_msg_ts
+
+    group = f"{settings.job_name}-{settings.topic_prefix}job"
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(events_table_ddl(settings, group_id=group, bounded=bounded, start_from_ms=start_from_ms))
+    raw = t_env.to_data_stream(t_env.from_path(RAW_EVENTS_TABLE))
+
+    validated = raw.process(
+        ValidateEvents(
+            max_bytes=settings.max_event_bytes, max_skew_ms=settings.max_clock_skew_ms,
+            min_ts_ms=settings.min_event_ts_ms,
+        ),
+        output_type=EVENT_TYPE,
+    ).name("validate-events").uid("validate-events")
+    validated.get_side_output(DEAD_LETTERS).sink_to(
+        bytes_sink(settings, "dead-letter", name="dead-letter")
+    ).name("dead-letter-sink").uid("dead-letter-sink")
+
+    class EventTs(TimestampAssigner):
+        def extract_timestamp(self, value, record_timestamp: int) -> int:  # noqa: ANN001
+            return value[1]
+
+    class VectorTs(TimestampAssigner):
+        def extract_timestamp(self, value, record_timestamp: int) -> int:  # noqa: ANN001
+            return vector_msg_ts(bytes(value))
+
+    def watermarks(assigner: TimestampAssigner) -> WatermarkStrategy:
+        return (
+            WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(settings.out_of_orderness_ms))
+            .with_idleness(Duration.of_millis(settings.source_idleness_ms))
+            .with_timestamp_assigner(assigner)
+        )
+
+    events = validated.assign_timestamps_and_watermarks(watermarks(EventTs())).name("event-time").uid("event-time")
+
+    vectors = env.from_source(
+        bytes_source(settings, "item-vectors", group_id=f"{group}-feedback"),
+        WatermarkStrategy.no_watermarks(),
+        "item-vectors-source",
+    ).uid("item-vectors-source")
+    vectors = vectors.assign_timestamps_and_watermarks(watermarks(VectorTs())).name("item-vectors-time").uid(
+        "item-vectors-time"
+    )
+
+    users = (
+        events.key_by(lambda e: e[0], key_type=Types.STRING())
+        .connect(vectors.broadcast(ITEM_VECTORS_STATE))
+        .process(UserStage(settings), output_type=UPDATE_TYPE)
+        .name("user-state")
+        .uid("user-state")
+    )
+    users.get_side_output(SESSIONS).sink_to(bytes_sink(settings, "sessions", name="sessions")).name(
+        "sessions-sink"
+    ).uid("sessions-sink")
+
+    items = (
+        users.key_by(lambda u: u[0], key_type=Types.STRING())
+        .process(ItemStage(settings), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        .name("item-state")
+        .uid("item-state")
+    )
+    items.sink_to(bytes_sink(settings, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
+        "item-vectors-sink"
+    )
+
+
+def main() -> None:
+    """Entry point for `flink run -py pipeline/jobs/liverec_job.py`."""
+    from pipeline.flink_env import stream_env
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    env = stream_env(settings)
+    build(env, settings)
+    env.execute(settings.job_name)
+
+
+if __name__ == "__main__":
+    main()
