@@ -1,0 +1,65 @@
+"""Every binary format of the job (state codecs and inter-operator records) rejects every other one.
+
+The record formats of `state_schemas.messages` are not `VersionedCodec`s (so not in
+`state_schemas.registry.CODECS`), but they share the tag byte space: a blob routed to the wrong
+decoder must fail with a `SchemaError`, never decode into garbage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.errors import SchemaError
+from state_schemas.codec import TAGS
+from state_schemas.item_vector import ItemVector
+from state_schemas.messages import ItemUpdate, decode_update, decode_vector_msg, encode_update, encode_vector_msg
+from state_schemas.registry import CODECS
+from tests.contracts.strategies import SAMPLES
+
+_STATE = ItemVector.from_array(np.linspace(-1, 1, 16), bias=0.5, update_count=3, seq=3, updated_ts=1_764_000_000_000)
+
+BLOBS: dict[str, bytes] = {
+    **{name: codec.encode(SAMPLES[name]) for name, codec in CODECS.items()},
+    "item_update": encode_update(ItemUpdate("item-7", 1_764_000_000_000, 1.5, np.linspace(0, 1, 16), -0.25)),
+    "item_vector_msg": encode_vector_msg("item-7", 1_764_000_000_000, _STATE),
+}
+
+DECODERS: dict[str, Callable[[bytes], Any]] = {
+    **{name: codec.decode for name, codec in CODECS.items()},
+    "item_update": decode_update,
+    "item_vector_msg": decode_vector_msg,
+}
+
+
+def test_every_tag_has_a_blob_and_a_decoder() -> None:
+    # a new format added to TAGS must be added here too, or this contract does not cover it
+    assert set(TAGS) == set(BLOBS) == set(DECODERS)
+    assert len(set(TAGS.values())) == len(TAGS)
+
+
+@pytest.mark.parametrize("name", sorted(BLOBS))
+def test_each_blob_starts_with_its_tag_and_version_1(name: str) -> None:
+    assert BLOBS[name][0] == TAGS[name]
+    assert BLOBS[name][1:3] == b"\x01\x00"
+
+
+@pytest.mark.parametrize(("producer", "consumer"), [(p, c) for p in sorted(BLOBS) for c in sorted(DECODERS) if p != c])
+def test_a_blob_fed_to_another_decoder_is_a_schema_error(producer: str, consumer: str) -> None:
+    with pytest.raises(SchemaError):
+        DECODERS[consumer](BLOBS[producer])
+
+
+@pytest.mark.parametrize("name", sorted(BLOBS))
+def test_each_decoder_reads_its_own_blob(name: str) -> None:
+    DECODERS[name](BLOBS[name])
+
+
+def test_encoding_an_update_does_not_touch_the_gradient() -> None:
+    grad = np.linspace(0, 1, 8)  # float64: the codec casts to a new float32 array
+    before = grad.copy()
+    encode_update(ItemUpdate("i", 0, 1.0, grad, 0.0))
+    assert grad.dtype == np.float64 and np.array_equal(grad, before)
