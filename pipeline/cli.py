@@ -9,7 +9,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="liverec: real-time personalization in one PyFlink job.", no_args_is_help=True)
+app = typer.Typer(
+    help="liverec: real-time personalization in one PyFlink job.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold settings and big batches
+)
 infra_app = typer.Typer(help="Local Kafka (KRaft) + Cassandra on loopback, from Maven Central jars.")
 app.add_typer(infra_app, name="infra")
 
@@ -121,20 +125,45 @@ def infra_logs(
 
 @app.command("run")
 def run(
-    events: int = typer.Option(20_000, help="Events the built-in generator sends."),
-    users: int = typer.Option(500, help="Distinct users in the generated stream."),
+    events: int = typer.Option(30_000, help="Records the built-in generator sends."),
+    users: int = typer.Option(300, help="Distinct users in the generated stream."),
+    rate: float = typer.Option(3_000.0, help="Generator pace, records per second."),
+    session_gap_ms: int = typer.Option(
+        300_000, help="Session gap for the demo (generated event time runs ~1000x faster than wall time)."
+    ),
+    smallest: bool = typer.Option(False, "--smallest", help="Run the smallest job (count per user) instead."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
 ) -> None:
-    """Run the job end to end on the local stack: start servers, generate events, show committed output."""
+    """Run the job end to end on the local stack: start servers, generate events, show live progress and profiles."""
     from rich.console import Console
 
-    from pipeline.demo import run_count_demo
+    from pipeline.demo import run_count_demo, run_job_demo
     from pipeline.errors import LiverecError
 
     try:
-        run_count_demo(_settings(), events=events, users=users, timeout_s=timeout, console=Console())
+        if smallest:
+            run_count_demo(_settings(), events=events, users=users, timeout_s=timeout, console=Console())
+        else:
+            settings = _settings().model_copy(update={"session_gap_ms": session_gap_ms})
+            run_job_demo(settings, events=events, users=users, rate=rate, timeout_s=timeout, console=Console())
     except LiverecError as exc:
         _fail(exc)
+
+
+@app.command("job")
+def job(
+    restore: str | None = typer.Option(None, help="Start from this retained checkpoint or savepoint."),
+) -> None:
+    """Run the job in a local MiniCluster until cancelled (settings from LIVEREC_* variables)."""
+    from pipeline.flink_env import stream_env
+    from pipeline.jobs import liverec_job
+
+    settings = _settings()
+    if restore:
+        settings = settings.model_copy(update={"restore_path": restore})
+    env = stream_env(settings)
+    liverec_job.build(env, settings)
+    env.execute(settings.job_name)
 
 
 @app.command("eval-offline")

@@ -39,6 +39,8 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         "execution.checkpointing.dir": settings.checkpoint_uri,
         "execution.checkpointing.storage": "filesystem",
     }
+    if settings.restore_path:
+        conf["execution.state-recovery.path"] = settings.restore_path
     conf.update(extra or {})
     return conf
 

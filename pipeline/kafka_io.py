@@ -9,9 +9,12 @@ from state_schemas.topics import TOPICS, TopicSpec
 
 
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
-    """Create every declared topic that does not exist yet; return the names created."""
+    """Create every declared topic that does not exist yet, and set the declared configs on those
+    that do (so a config added to `state_schemas/topics.py` reaches existing topics); return the
+    names created. Partition counts of existing topics are never changed here (key placement).
+    """
     from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
     try:
@@ -23,7 +26,14 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
         ]
         if new:
             admin.create_topics(new, timeout_ms=30000)
-        return [t.name for t in new]
+        old = [
+            ConfigResource(ConfigResourceType.TOPIC, settings.topic(t.name), configs=dict(t.configs))
+            for t in specs
+            if settings.topic(t.name) in existing
+        ]
+        if old:
+            admin.alter_configs(old)
+        return [t.name for t in specs if settings.topic(t.name) not in existing]
     finally:
         admin.close()
 

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     checkpoint_dir: str | None = None  # file:// URI; default under cache_dir
     python_execution_mode: str = "thread"
     job_name: str = "liverec"
+    restore_path: str | None = None  # a retained checkpoint or savepoint to start from
     python_executable: str | None = None  # default: the interpreter running liverec
     restart_attempts: int = 10
     restart_delay_ms: int = 1_000

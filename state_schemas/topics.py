@@ -21,19 +21,23 @@ class TopicSpec:
 
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
+# Topics the job writes get broker time as record timestamps: the Flink sinks would otherwise stamp
+# records with event time, which the broker rejects when it is more than
+# `message.timestamp.after.max.ms` (1 h) ahead or far behind (replays of old data).
+_OUT = {"retention.ms": _WEEK_MS, "message.timestamp.type": "LogAppendTime"}
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("events", 2, {"retention.ms": _WEEK_MS}, "interaction events (JSON, events.v1 schema)"),
     TopicSpec("rec-requests", 2, {"retention.ms": _WEEK_MS}, "recommendation queries"),
-    TopicSpec("recommendations", 2, {"retention.ms": _WEEK_MS}, "top-k answers, one per request"),
-    TopicSpec("dead-letter", 1, {"retention.ms": _WEEK_MS}, "rejected input: original bytes + reason"),
-    TopicSpec("alerts", 1, {"retention.ms": _WEEK_MS}, "drift and degradation alerts"),
-    TopicSpec("sessions", 2, {"retention.ms": _WEEK_MS}, "closed-session summaries"),
+    TopicSpec("recommendations", 2, _OUT, "top-k answers, one per request"),
+    TopicSpec("dead-letter", 1, _OUT, "rejected input: original bytes + reason"),
+    TopicSpec("alerts", 1, _OUT, "drift and degradation alerts"),
+    TopicSpec("sessions", 2, _OUT, "closed-session summaries"),
     TopicSpec(
-        "item-vectors", 2, {"retention.ms": str(24 * 3600 * 1000)},
+        "item-vectors", 2, {**_OUT, "retention.ms": str(24 * 3600 * 1000)},
         "item stage → user stage feedback (read back by the same job; state restores from checkpoints)",
     ),
-    TopicSpec("user-counts", 2, {"retention.ms": _WEEK_MS}, "output of the smallest (count) job"),
+    TopicSpec("user-counts", 2, _OUT, "output of the smallest (count) job"),
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from pyflink.common import Types
-from pyflink.datastream import OutputTag, TimeDomain
+from pyflink.datastream import TimeDomain
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
@@ -22,7 +22,11 @@ from state_schemas import item_vector, user_profile
 from state_schemas.events import decode_event
 from state_schemas.messages import decode_vector_msg, encode_update
 
-SESSIONS = OutputTag("sessions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+# Closed sessions leave on the main output under this key, not as a side output: PyFlink 2.2's
+# embedded keyed-broadcast operator drops the side-output routing for records yielded by on_timer
+# (operations.py yields them unfiltered → ClassCastException), and sessions close in on_timer. Item ids
+# never start with a control character (the event contract rejects them), so the key cannot collide.
+SESSION_KEY = "\x00session"
 UPDATE_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 PROFILE_STATE = "user-profile"  # renaming a state descriptor is a deliberate reset (docs/state.md)
@@ -116,7 +120,7 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.writer.write_session(summary)
         self.writer.write_profile(prof)
         self.profile_writes.inc()
-        yield SESSIONS, session_json(summary)
+        yield SESSION_KEY, session_json(summary)
 
     def on_timer(self, timestamp: int, ctx):  # noqa: ANN001, ANN201
         blob = self.state.value()

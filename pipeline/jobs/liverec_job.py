@@ -5,7 +5,8 @@
       → event time          [uid event-time]        bounded out-of-orderness + source idleness
       → key by user ⋈ broadcast(item-vectors)
       → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles
-            side: sessions → sessions topic          main: item gradients
+            main: item gradients + closed sessions (under SESSION_KEY) → split by two filters
+            sessions → sessions topic
       → key by item
       → item stage          [uid item-state]        item vectors; Cassandra item_vectors
       → item-vectors topic  → (read back by this job) → broadcast to the user stage
@@ -21,7 +22,8 @@ from pipeline.settings import Settings
 
 UIDS = (
     "events-source", "validate-events", "dead-letter-sink", "event-time", "item-vectors-source",
-    "item-vectors-time", "user-state", "sessions-sink", "item-state", "item-vectors-sink",
+    "item-vectors-time", "user-state", "sessions-only", "session-bytes", "sessions-sink", "item-updates-only",
+    "item-state", "item-vectors-sink",
 )
 
 
@@ -33,7 +35,7 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
 
     from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
     from operators.items.flink import ItemStage
-    from operators.profile.flink import ITEM_VECTORS_STATE, SESSIONS, UPDATE_TYPE, UserStage
+    from operators.profile.flink import ITEM_VECTORS_STATE, SESSION_KEY, UPDATE_TYPE, UserStage
     from pipeline.sources_sinks import RAW_EVENTS_TABLE, bytes_sink, bytes_source, events_table_ddl
     from state_schemas.messages import vector_msg_ts
 
@@ -86,12 +88,17 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
         .name("user-state")
         .uid("user-state")
     )
-    users.get_side_output(SESSIONS).sink_to(bytes_sink(settings, "sessions", name="sessions")).name(
+    users.filter(lambda u: u[0] == SESSION_KEY).name("sessions-only").uid("sessions-only").map(
+        lambda u: u[1], output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
+    ).name("session-bytes").uid("session-bytes").sink_to(bytes_sink(settings, "sessions", name="sessions")).name(
         "sessions-sink"
     ).uid("sessions-sink")
 
     items = (
-        users.key_by(lambda u: u[0], key_type=Types.STRING())
+        users.filter(lambda u: u[0] != SESSION_KEY)
+        .name("item-updates-only")
+        .uid("item-updates-only")
+        .key_by(lambda u: u[0], key_type=Types.STRING())
         .process(ItemStage(settings), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
         .name("item-state")
         .uid("item-state")
