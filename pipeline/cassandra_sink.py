@@ -39,7 +39,21 @@ class CassandraWriter:
         from pipeline.cassandra_io import connect
 
         self.settings = settings
-        self.cluster, self.session = connect(settings)
+        # Retry the first connection too: a restart while Cassandra is down should wait, not burn
+        # through the job's restart attempts.
+        deadline = time.monotonic() + settings.cassandra_write_timeout_s
+        while True:
+            try:
+                self.cluster, self.session = connect(settings)
+                break
+            except Exception as exc:  # noqa: BLE001 - any driver error: retry until the deadline
+                if time.monotonic() > deadline:
+                    msg = (
+                        f"cannot connect to Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} "
+                        f"for {settings.cassandra_write_timeout_s}s ({type(exc).__name__}: {exc}); is it up?"
+                    )
+                    raise InfraError(msg) from exc
+                time.sleep(1.0)
         ks = settings.cassandra_keyspace
         self.profile_stmt = self.session.prepare(_insert(ks, "user_profiles", PROFILE_COLUMNS))
         self.session_stmt = self.session.prepare(_insert(ks, "sessions", SESSION_COLUMNS))

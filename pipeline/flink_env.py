@@ -38,6 +38,10 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.dir": settings.checkpoint_uri,
         "execution.checkpointing.storage": "filesystem",
+        "execution.checkpointing.tolerable-failed-checkpoints": str(settings.tolerable_failed_checkpoints),
+        # The events source comes from the Table API (for partition/offset metadata); ALWAYS gives its
+        # transformations deterministic uids too, so its Kafka offsets restore from a savepoint.
+        "table.exec.uid.generation": "ALWAYS",
     }
     if settings.restore_path:
         conf["execution.state-recovery.path"] = settings.restore_path

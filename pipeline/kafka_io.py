@@ -9,9 +9,10 @@ from state_schemas.topics import TOPICS, TopicSpec
 
 
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
-    """Create every declared topic that does not exist yet, and set the declared configs on those
-    that do (so a config added to `state_schemas/topics.py` reaches existing topics); return the
-    names created. Partition counts of existing topics are never changed here (key placement).
+    """Create missing declared topics and set the declared configs on existing ones; return names created.
+
+    Configs are re-applied so a config added to `state_schemas/topics.py` reaches existing topics.
+    Partition counts of existing topics are never changed here (that moves keys between partitions).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType, NewTopic

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = 2_000
     checkpoint_timeout_ms: int = 60_000
     min_pause_between_checkpoints_ms: int = 500
+    # A Cassandra outage blocks the stateful operators (writes retry), so checkpoints time out meanwhile;
+    # tolerate that many in a row before failing the job.
+    tolerable_failed_checkpoints: int = 10
     checkpoint_dir: str | None = None  # file:// URI; default under cache_dir
     python_execution_mode: str = "thread"
     job_name: str = "liverec"

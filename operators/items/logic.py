@@ -21,6 +21,7 @@ def initial_item(params: BPRParams, item_id: str, seed: int) -> ItemVector:
 def apply(params: BPRParams, state: ItemVector | None, upd: ItemUpdate, seed: int) -> ItemVector:
     """New item state after one gradient; `seq` grows by one per update (orders Cassandra writes).
 
+    >>> import numpy as np
     >>> p = BPRParams(dim=4)
     >>> s = apply(p, None, ItemUpdate("i1", 5, 1.0, np.ones(4, np.float32), 1.0), seed=1)
     >>> (s.seq, s.update_count, s.updated_ts)

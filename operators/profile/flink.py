@@ -139,6 +139,12 @@ class UserStage(KeyedBroadcastProcessFunction):
 
     def process_broadcast_element(self, value, ctx):  # noqa: ANN001, ANN201
         item_id, _ts, state = decode_vector_msg(bytes(value))
-        ctx.get_broadcast_state(ITEM_VECTORS_STATE).put(item_id, item_vector.encode(state))
+        broadcast = ctx.get_broadcast_state(ITEM_VECTORS_STATE)
+        held = broadcast.get(item_id)
+        # The feedback topic has several partitions: an older vector of an item may arrive after a
+        # newer one. Keep the higher seq, so every user-stage instance converges on the same state.
+        if held is not None and item_vector.decode(bytes(held)).seq >= state.seq:
+            return
+        broadcast.put(item_id, item_vector.encode(state))
         self.table.upsert(item_id, state.as_array(), state.bias)
 

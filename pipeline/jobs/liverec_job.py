@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from pipeline.settings import Settings
 
+# Stable uids of the DataStream part. The Table-API events source gets deterministic generated uids
+# (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
 UIDS = (
-    "events-source", "validate-events", "dead-letter-sink", "event-time", "item-vectors-source",
+    "validate-events", "dead-letter-sink", "event-time", "item-vectors-source",
     "item-vectors-time", "user-state", "sessions-only", "session-bytes", "sessions-sink", "item-updates-only",
     "item-state", "item-vectors-sink",
 )
