@@ -28,12 +28,21 @@ def events_table_ddl(
         else "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest'"
     )
     bounded_opt = ", 'scan.bounded.mode' = 'latest-offset'" if bounded else ""
+    # Event time for watermarks is read here, in the source, so watermarks are generated per Kafka
+    # partition (a reader that runs ahead on one partition does not make the other one late).
+    # Records without a plausible `ts` (malformed, absurd) count as time 0: they never move the
+    # watermark; the validator dead-letters them afterwards.
+    ts = "TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), '$.ts') AS BIGINT)"
+    upper = f"(CAST(UNIX_TIMESTAMP() AS BIGINT) * 1000 + {settings.max_clock_skew_ms})"
+    plausible = f"CASE WHEN {ts} BETWEEN {settings.min_event_ts_ms} AND {upper} THEN {ts} ELSE 0 END"
     return f"""
 CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   `value` BYTES,
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
-  `offset` BIGINT METADATA VIRTUAL
+  `offset` BIGINT METADATA VIRTUAL,
+  `event_time` AS TO_TIMESTAMP_LTZ({plausible}, 3),
+  WATERMARK FOR `event_time` AS `event_time` - INTERVAL '{settings.out_of_orderness_ms / 1000:.3f}' SECOND
 ) WITH (
   'connector' = 'kafka',
   'topic' = '{settings.topic("events")}',

@@ -2,7 +2,7 @@
 
     events (Kafka, raw bytes + partition/offset)
       → validate            [uid validate-events]   bad input → dead-letter topic (with reason)
-      → event time          [uid event-time]        bounded out-of-orderness + source idleness
+        (event time and watermarks per Kafka partition in the source: bounded out-of-orderness, idleness)
       → key by user ⋈ broadcast(item-vectors)
       → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles
             main: item gradients + closed sessions (under SESSION_KEY) → split by two filters
@@ -23,7 +23,7 @@ from pipeline.settings import Settings
 # Stable uids of the DataStream part. The Table-API events source gets deterministic generated uids
 # (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
 UIDS = (
-    "validate-events", "dead-letter-sink", "event-time", "item-vectors-source",
+    "validate-events", "dead-letter-sink", "item-vectors-source",
     "item-vectors-time", "user-state", "sessions-only", "session-bytes", "sessions-sink", "item-updates-only",
     "item-state", "item-vectors-sink",
 )
@@ -44,7 +44,10 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     group = f"{settings.job_name}-{settings.topic_prefix}job"
     t_env = StreamTableEnvironment.create(env)
     t_env.execute_sql(events_table_ddl(settings, group_id=group, bounded=bounded, start_from_ms=start_from_ms))
-    raw = t_env.to_data_stream(t_env.from_path(RAW_EVENTS_TABLE))
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.source_idleness_ms} ms")
+    raw = t_env.to_data_stream(
+        t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset` FROM {RAW_EVENTS_TABLE}")
+    )
 
     validated = raw.process(
         ValidateEvents(
@@ -57,10 +60,6 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
         bytes_sink(settings, "dead-letter", name="dead-letter")
     ).name("dead-letter-sink").uid("dead-letter-sink")
 
-    class EventTs(TimestampAssigner):
-        def extract_timestamp(self, value, record_timestamp: int) -> int:  # noqa: ANN001
-            return value[1]
-
     class VectorTs(TimestampAssigner):
         def extract_timestamp(self, value, record_timestamp: int) -> int:  # noqa: ANN001
             return vector_msg_ts(bytes(value))
@@ -72,7 +71,8 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
             .with_timestamp_assigner(assigner)
         )
 
-    events = validated.assign_timestamps_and_watermarks(watermarks(EventTs())).name("event-time").uid("event-time")
+    # Timestamps and per-partition watermarks come from the source (events_table_ddl).
+    events = validated
 
     vectors = env.from_source(
         bytes_source(settings, "item-vectors", group_id=f"{group}-feedback"),
