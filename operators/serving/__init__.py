@@ -1,0 +1,1 @@
+"""In-stream serving: request validation, query building, re-ranking with fallbacks, shard merging."""

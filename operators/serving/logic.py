@@ -1,0 +1,397 @@
+"""Answering a recommendation request in-stream: query, re-rank, fall back, and merge index shards.
+
+Pure: no pyflink import, the clock is the ``now_ms`` parameter. The Flink adapter reads the user's
+profile (keyed state), calls `build_query`, sends ``query.vector`` to the index shards, gathers their
+partial top-k lists with `Pending` / `merge_partials`, and calls `serve` with the merged list.
+
+The ladder (see `state_schemas.requests_v1` for the ``source`` values): a user with an embedding gets
+``personalized``; recent items but no embedding yet gets ``session``; nobody known gets ``cold_start``
+(trending items). If the index gives nothing usable, the answer falls back to ``trending``; an empty
+answer (``cold_start``) happens only when no item at all is eligible.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from operators.learner.blend import Blend
+from operators.learner.frozen import FrozenMap
+from operators.learner.popularity import decay, log_popularity
+from operators.learner.rank import top_k
+from pipeline.errors import ConfigError
+from state_schemas.codec import NO_TS
+from state_schemas.requests_v1 import Answer, RequestV1, Source
+from state_schemas.user_profile import UserProfile
+
+#: Weights of the serving blend. ``ann`` is the index score (the BPR inner product for a personalized
+#: query); the others mirror `operators.learner.blend.DEFAULT_WEIGHTS`, which the offline eval tuned.
+DEFAULT_WEIGHTS: Final[Mapping[str, float]] = FrozenMap({"ann": 1.0, "cooc": 1.0, "pop": 0.2})
+
+Scored = tuple[str, float]
+ItemVectors = Callable[[str], NDArray[np.floating] | None]
+CategoryOf = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Query:
+    """What to ask the index for one request, and what to leave out of the answer.
+
+    ``eq=False``: it holds a numpy array, whose ``==`` is elementwise; compare fields explicitly.
+    """
+
+    user_id: str | None
+    source: Source  # planned rung: PERSONALIZED, SESSION or COLD_START
+    vector: NDArray[np.float32] | None  # None: nothing to ask the index (cold user, or no vector known)
+    exclude: frozenset[str] = frozenset()
+    category: str | None = None
+    seeds: tuple[str, ...] = ()  # the user's recent items, oldest first (co-occurrence seeds)
+    freshest_event_ts: int | None = None
+
+
+def freshest_event_ts(profile: UserProfile) -> int | None:
+    """Event time of the newest event ``profile`` reflects (None when it reflects none)."""
+    s = profile.session
+    times = [
+        profile.last_closed_end_ts,
+        profile.engagement_ts,
+        profile.embedding_ts,
+        s.last_ts if s is not None else NO_TS,
+        *(ts for _, ts in profile.interests.values()),
+    ]
+    newest = max(times)
+    return None if newest == NO_TS else newest
+
+
+def _unit(v: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 and math.isfinite(n) else None
+
+
+def build_query(
+    profile: UserProfile | None,
+    item_vectors: ItemVectors,
+    *,
+    session_weight: float,
+    now_ms: int,
+    exclude_seen: bool = True,
+    category: str | None = None,
+    session_half_life_ms: float | None = None,
+) -> Query:
+    """The query of one user: vector, exclusions, filter, freshness and planned source.
+
+    The vector is ``(1 - w) * unit(embedding) + w * unit(mean of recent item vectors)``: both parts are
+    normalised first so ``session_weight`` means the same whatever the norms the learner produced. With
+    ``session_half_life_ms``, ``w`` decays with the time since the user's last event, because recent
+    items say what a user wants now, and hours later the long-term embedding is the better guide.
+    Recent items without a known vector (or of another dimension than the embedding) are skipped.
+
+    >>> vecs = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    >>> p = UserProfile("u1", recent_items=("a", "b"))
+    >>> q = build_query(p, vecs.get, session_weight=0.5, now_ms=0)
+    >>> q.source.value, [round(float(x), 3) for x in q.vector], sorted(q.exclude)
+    ('session', [0.707, 0.707], ['a', 'b'])
+    >>> build_query(None, vecs.get, session_weight=0.5, now_ms=0).source.value
+    'cold_start'
+    """
+    if not 0.0 <= session_weight <= 1.0:
+        msg = f"serving: session_weight must be in [0, 1], got {session_weight!r}; fix the serving settings."
+        raise ConfigError(msg)
+    if profile is None:
+        return Query(None, Source.COLD_START, None, category=category)
+    fresh = freshest_event_ts(profile)
+    recent = profile.recent_items
+    exclude = frozenset(recent) if exclude_seen else frozenset()
+    emb = profile.embedding_vector().astype(np.float64) if profile.embedding else None
+    if emb is not None and not np.all(np.isfinite(emb)):
+        emb = None  # a corrupt embedding must not poison every score; serve from the session instead
+    dim = emb.size if emb is not None else None
+    found = []
+    for item in recent:
+        v = item_vectors(item)
+        if v is None:
+            continue
+        a = np.asarray(v, dtype=np.float64).ravel()
+        if dim is None:
+            dim = a.size
+        if a.size == dim and a.size and np.all(np.isfinite(a)):
+            found.append(a)
+    session = _unit(np.mean(found, axis=0)) if found else None
+    user = _unit(emb) if emb is not None else None
+    if user is not None:
+        source = Source.PERSONALIZED
+    elif recent:
+        source = Source.SESSION
+    else:
+        return Query(profile.user_id, Source.COLD_START, None, exclude, category, recent, fresh)
+    w = session_weight
+    if session_half_life_ms is not None and fresh is not None:
+        w = float(decay(w, fresh, now_ms, session_half_life_ms)) if now_ms > fresh else w
+    if user is not None and session is not None:
+        vector: NDArray[np.float64] | None = (1.0 - w) * user + w * session
+    else:
+        vector = user if user is not None else session
+    out = None if vector is None else vector.astype(np.float32)
+    return Query(profile.user_id, source, out, exclude, category, recent, fresh)
+
+
+def _eligible(
+    items: Iterable[str], exclude: frozenset[str] | set[str], category_of: CategoryOf | None, category: str | None
+) -> list[str]:
+    if category is not None and category_of is None:
+        msg = "serving: a category filter needs category_of (item -> category); pass the item catalogue lookup."
+        raise ConfigError(msg)
+    out = [i for i in items if i not in exclude]
+    if category is not None and category_of is not None:
+        out = [i for i in out if category_of(i) == category]
+    return out
+
+
+def _popularity_arrays(
+    items: list[str], popularity: Mapping[str, tuple[float, float]]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    pairs = [popularity.get(i, (0.0, 0.0)) for i in items]
+    arr = np.array(pairs, dtype=np.float64).reshape(len(items), 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def rerank(
+    candidates: Iterable[Scored],
+    *,
+    popularity: Mapping[str, tuple[float, float]],
+    cooc_scores: Mapping[str, float] | None,
+    now_ms: int,
+    half_life_ms: float,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    k: int,
+    exclude: frozenset[str] | set[str] = frozenset(),
+    category_of: CategoryOf | None = None,
+    category: str | None = None,
+) -> list[Scored]:
+    """Top ``k`` of the index candidates by a z-scored blend of index score, co-occurrence and popularity.
+
+    Excluded, filtered-out and non-finite candidates are dropped before z-scoring, so the blend is
+    standardised over what can actually be shown. A duplicate candidate keeps its best index score.
+    Ties go to the smaller item id, so the result does not depend on the candidates' order.
+
+    >>> pop = {"a": (1.0, 0.0), "b": (50.0, 0.0)}
+    >>> rerank([("a", 0.9), ("b", 0.1)], popularity=pop, cooc_scores=None, now_ms=0, half_life_ms=1e9,
+    ...        weights={"ann": 1.0, "cooc": 1.0, "pop": 0.0}, k=5)
+    [('a', 1.0), ('b', -1.0)]
+    """
+    best: dict[str, float] = {}
+    for item, s in candidates:
+        s = float(s)
+        if math.isfinite(s) and s > best.get(item, -math.inf):
+            best[item] = s
+    items = sorted(_eligible(best, exclude, category_of, category))
+    if not items or k <= 0:
+        return []
+    values, ts = _popularity_arrays(items, popularity)
+    components = {"ann": [best[i] for i in items], "pop": log_popularity(values, ts, now_ms, half_life_ms)}
+    if cooc_scores is not None:
+        components["cooc"] = [float(cooc_scores.get(i, 0.0)) for i in items]
+    scores = Blend(weights).score(components)
+    return [(items[j], float(scores[j])) for j in top_k(scores, k)]
+
+
+def trending(
+    popularity: Mapping[str, tuple[float, float]],
+    *,
+    now_ms: int,
+    half_life_ms: float,
+    k: int,
+    exclude: frozenset[str] | set[str] = frozenset(),
+    category_of: CategoryOf | None = None,
+    category: str | None = None,
+) -> list[Scored]:
+    """The ``k`` items with the highest decayed popularity at ``now_ms`` (score: the decayed count).
+
+    Ties go to the smaller item id. Items with a zero (or non-finite) decayed count are not trending.
+
+    >>> trending({"a": (4.0, 0), "b": (3.0, 10), "c": (1.0, 10)}, now_ms=10, half_life_ms=10, k=2)
+    [('b', 3.0), ('a', 2.0)]
+    """
+    items = sorted(_eligible(popularity, exclude, category_of, category))
+    if not items or k <= 0:
+        return []
+    values, ts = _popularity_arrays(items, popularity)
+    now = decay(values, ts, now_ms, half_life_ms)
+    now[~(now > 0)] = -np.inf  # top_k never returns -inf (nor NaN)
+    return [(items[j], float(now[j])) for j in top_k(now, k)]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeParams:
+    """Tuning of `serve`, one value per job (weights are copied into an immutable, picklable map)."""
+
+    half_life_ms: float = 86_400_000.0  # popularity half-life (one day)
+    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
+    fill_with_trending: bool = True  # pad a short personalised list with trending items
+
+    def __post_init__(self) -> None:
+        if not self.half_life_ms > 0:
+            msg = f"ServeParams.half_life_ms must be > 0 ms, got {self.half_life_ms!r}."
+            raise ConfigError(msg)
+        object.__setattr__(self, "weights", Blend(self.weights).weights)  # validates and freezes
+
+
+def serve(
+    query: Query,
+    ann_results: Iterable[Scored] | None,
+    request: RequestV1,
+    *,
+    popularity: Mapping[str, tuple[float, float]],
+    cooc_scores: Mapping[str, float] | None = None,
+    category_of: CategoryOf | None = None,
+    now_ms: int,
+    model_version: str,
+    index_version: str,
+    params: ServeParams = ServeParams(),  # noqa: B008 - frozen, so a shared default is safe
+) -> Answer:
+    """The answer to ``request``: re-ranked index results, else co-occurrence neighbours, else trending.
+
+    ``ann_results`` is None or empty when the index is missing or rebuilding; then a session user is
+    still served from ``cooc_scores`` (neighbours of their recent items) and anyone else from trending.
+    A short list is padded with trending items (after the ranked ones). Excluded and filtered-out items
+    never appear; the answer is empty (``cold_start``) only when no item at all is eligible.
+    """
+    k = request.k
+    common = {
+        "now_ms": now_ms,
+        "half_life_ms": params.half_life_ms,
+        "k": k,
+        "exclude": query.exclude,
+        "category_of": category_of,
+        "category": query.category,
+    }
+    items: list[Scored] = []
+    source = Source.TRENDING
+    if query.source is not Source.COLD_START:
+        candidates = list(ann_results or ())
+        if not candidates and cooc_scores:
+            candidates = [(i, 0.0) for i in cooc_scores]  # index unavailable: co-occurrence alone ranks
+        items = rerank(candidates, popularity=popularity, cooc_scores=cooc_scores, weights=params.weights, **common)
+        if items:
+            source = query.source
+    if not items or (params.fill_with_trending and len(items) < k):
+        taken = {i for i, _ in items}
+        more = trending(popularity, **{**common, "k": k - len(items), "exclude": query.exclude | taken})
+        items += more
+    if query.source is Source.COLD_START or not items:
+        source = Source.COLD_START
+    return Answer(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        items=tuple(items),
+        source=source,
+        model_version=model_version,
+        index_version=index_version,
+        freshest_event_ts=query.freshest_event_ts,
+        served_at=now_ms,
+    )
+
+
+def merge_partials(partials: Iterable[Iterable[Scored]], k: int) -> list[Scored]:
+    """Top ``k`` of the union of the shards' partial lists; an item in several keeps its best score.
+
+    Best first, ties to the smaller item id, non-finite scores dropped: the result depends only on the
+    union, never on the shards' arrival order.
+
+    >>> merge_partials([[("a", 0.5), ("b", 0.9)], [("a", 0.7), ("c", 0.1)]], 2)
+    [('b', 0.9), ('a', 0.7)]
+    """
+    best: dict[str, float] = {}
+    for part in partials:
+        for item, s in part:
+            s = float(s)
+            if math.isfinite(s) and s > best.get(item, -math.inf):
+                best[item] = s
+    if k <= 0:
+        return []
+    return heapq.nsmallest(k, best.items(), key=lambda p: (-p[1], p[0]))
+
+
+@dataclass(slots=True)
+class _Gather:
+    deadline: int
+    k: int
+    parts: dict[int, list[Scored]]
+
+
+class Pending:
+    """Gathers the shards' partial lists per request id until all arrived or the deadline passed.
+
+    Mutable bookkeeping (one per operator instance, not keyed state): a request that waits for a dead
+    shard must not wait forever, so it is answered at ``first partial + timeout_ms`` with what arrived.
+    Ids already answered are remembered for another ``timeout_ms`` so a straggling partial cannot open
+    a second gather (and a second answer) for the same request.
+
+    >>> p = Pending(shards=2, timeout_ms=50)
+    >>> p.add("r1", 0, [("a", 1.0)], now_ms=0)
+    True
+    >>> p.due(now_ms=10)
+    []
+    >>> p.add("r1", 1, [("b", 2.0)], now_ms=20)
+    True
+    >>> p.due(now_ms=20)
+    [('r1', [('b', 2.0), ('a', 1.0)])]
+    >>> p.add("r1", 1, [("c", 3.0)], now_ms=30)  # late duplicate: ignored
+    False
+    """
+
+    def __init__(self, shards: int, timeout_ms: int, k: int = 100) -> None:
+        """``shards`` partials complete a request; ``k`` is the merged length unless `add` gives one."""
+        if shards < 1 or timeout_ms < 0 or k < 1:
+            msg = f"Pending: need shards >= 1, timeout_ms >= 0, k >= 1; got {shards}, {timeout_ms}, {k}."
+            raise ConfigError(msg)
+        self.shards = shards
+        self.timeout_ms = timeout_ms
+        self.k = k
+        self._open: dict[str, _Gather] = {}
+        self._done: dict[str, int] = {}  # request id -> until when a late partial is ignored
+
+    def __len__(self) -> int:
+        """Requests still gathering."""
+        return len(self._open)
+
+    def add(self, request_id: str, shard: int, partial: Iterable[Scored], now_ms: int, k: int | None = None) -> bool:
+        """Record one shard's partial list; False when ignored (already answered, or shard seen)."""
+        if not 0 <= shard < self.shards:
+            msg = f"Pending.add: shard {shard!r} of request {request_id!r} is outside [0, {self.shards})."
+            raise ValueError(msg)
+        if request_id in self._done:
+            return False
+        g = self._open.get(request_id)
+        if g is None:
+            g = self._open[request_id] = _Gather(now_ms + self.timeout_ms, k or self.k, {})
+        if shard in g.parts:
+            return False  # redelivered partial: the first one counts
+        g.parts[shard] = list(partial)
+        return True
+
+    def next_deadline(self) -> int | None:
+        """Earliest deadline of an open request (for the adapter's timer), None when none is open."""
+        return min((g.deadline for g in self._open.values()), default=None)
+
+    def due(self, now_ms: int) -> list[tuple[str, list[Scored]]]:
+        """Complete or timed-out requests with their merged lists, removed from the gather.
+
+        Ordered by deadline, then request id, so replays emit in the same order.
+        """
+        self._done = {r: t for r, t in self._done.items() if t > now_ms}
+        ready = sorted(
+            (g.deadline, r) for r, g in self._open.items() if len(g.parts) == self.shards or g.deadline <= now_ms
+        )
+        out = []
+        for _, r in ready:
+            g = self._open.pop(r)
+            self._done[r] = now_ms + self.timeout_ms
+            out.append((r, merge_partials(g.parts.values(), g.k)))
+        return out
