@@ -52,3 +52,21 @@ def apply_schema(settings: Settings) -> int:
         return len(stmts)
     finally:
         cluster.shutdown()
+
+
+def event_counts(settings: Settings, users: list[str]) -> dict[str, int]:
+    """`event_count` of each of `users` in user_profiles (missing users are absent from the result)."""
+    from cassandra.query import ValueSequence
+
+    cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
+    try:
+        out: dict[str, int] = {}
+        for i in range(0, len(users), 100):
+            rows = session.execute(
+                "SELECT user_id, event_count FROM user_profiles WHERE user_id IN %s",
+                (ValueSequence(users[i : i + 100]),),
+            )
+            out.update({r.user_id: r.event_count for r in rows})
+        return out
+    finally:
+        cluster.shutdown()

@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 infra_app = typer.Typer(help="Local Kafka (KRaft) + Cassandra on loopback, from Maven Central jars.")
 app.add_typer(infra_app, name="infra")
+cluster_app = typer.Typer(help="A local Flink standalone cluster (from the apache-flink wheel) and job operations.")
+app.add_typer(cluster_app, name="cluster")
 
 
 def _settings():  # noqa: ANN202 - lazy import keeps --help fast
@@ -164,6 +166,69 @@ def job(
     env = stream_env(settings)
     liverec_job.build(env, settings)
     env.execute(settings.job_name)
+
+
+@cluster_app.command("up")
+def cluster_up(task_managers: int = typer.Option(2, help="TaskManagers to start (2 slots each).")) -> None:
+    """Start a JobManager and TaskManagers on loopback (REST http://127.0.0.1:8081)."""
+    from pipeline import cluster
+
+    cluster.up(_settings(), task_managers=task_managers)
+
+
+@cluster_app.command("down")
+def cluster_down() -> None:
+    """Stop the local cluster's TaskManagers and JobManager (by the pid files of Flink's scripts)."""
+    from pipeline import cluster
+
+    cluster.down(_settings())
+
+
+@cluster_app.command("submit")
+def cluster_submit(
+    from_path: str | None = typer.Option(None, "--from", help="Savepoint or retained checkpoint to start from."),
+    parallelism: int | None = typer.Option(None, help="Job parallelism (default: LIVEREC_PARALLELISM)."),
+) -> None:
+    """`flink run -d -py` the job with its jars, Python executable and settings; print the job id."""
+    from pipeline import cluster
+
+    typer.echo(cluster.submit(_settings(), from_path=from_path, parallelism=parallelism))
+
+
+@cluster_app.command("resume")
+def cluster_resume(
+    from_path: str = typer.Option(..., "--from", help="Savepoint or retained checkpoint to resume from."),
+    parallelism: int | None = typer.Option(None, help="New parallelism (a rescale)."),
+) -> None:
+    """Submit the job from a savepoint or retained checkpoint; print the job id."""
+    from pipeline import cluster
+
+    typer.echo(cluster.submit(_settings(), from_path=from_path, parallelism=parallelism))
+
+
+@cluster_app.command("savepoint")
+def cluster_savepoint(job_id: str) -> None:
+    """Take a savepoint of a running job; print its path."""
+    from pipeline import cluster
+
+    typer.echo(cluster.savepoint(_settings(), job_id))
+
+
+@cluster_app.command("stop")
+def cluster_stop(job_id: str) -> None:
+    """Stop a job with a savepoint (`flink stop --savepointPath`); print the savepoint path."""
+    from pipeline import cluster
+
+    typer.echo(cluster.stop_with_savepoint(_settings(), job_id))
+
+
+@cluster_app.command("list")
+def cluster_list() -> None:
+    """Ids of the running jobs."""
+    from pipeline import cluster
+
+    for job_id in cluster.running_jobs(_settings()):
+        typer.echo(job_id)
 
 
 @app.command("eval-offline")

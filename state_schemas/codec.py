@@ -39,6 +39,7 @@ TAGS: Final[Mapping[str, int]] = {
     "item_vector": ord("I"),
     "item_update": ord("G"),
     "item_vector_msg": ord("M"),
+    "ann_index": ord("A"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -22,8 +22,8 @@ from pipeline.settings import Settings
 
 # Stable uids of the DataStream part (tests/golden/job_uids.json holds the whole graph's uids;
 # PyFlink fuses consecutive Python functions, so a fused function's own uid, e.g. "session-bytes",
-# does not appear: the fused operator carries the first one's). The Table-API events source gets deterministic generated uids
-# (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
+# does not appear: the fused operator carries the first one's). The Table-API events source gets
+# generated uids (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
 UIDS = (
     "validate-events", "dead-letter-sink", "item-vectors-source",
     "item-vectors-time", "user-state", "sessions-only", "sessions-sink", "item-updates-only",

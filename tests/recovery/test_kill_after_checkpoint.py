@@ -19,7 +19,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import generator
-from pipeline.cassandra_io import connect
+from pipeline.cassandra_io import event_counts as _event_counts
 from pipeline.infra.procs import wait_until
 from pipeline.kafka_io import produce
 
@@ -64,23 +64,6 @@ def _committed_offsets(settings, group: str) -> int:
 def _latest_checkpoint(chk_dir: Path) -> Path | None:
     done = [p.parent for p in chk_dir.glob("*/chk-*/_metadata")]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _event_counts(settings, users: list[str]) -> dict[str, int]:
-    from cassandra.query import ValueSequence
-
-    cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
-    try:
-        out: dict[str, int] = {}
-        for i in range(0, len(users), 100):
-            rows = session.execute(
-                "SELECT user_id, event_count FROM user_profiles WHERE user_id IN %s",
-                (ValueSequence(users[i : i + 100]),),
-            )
-            out.update({r.user_id: r.event_count for r in rows})
-        return out
-    finally:
-        cluster.shutdown()
 
 
 def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_path) -> None:
