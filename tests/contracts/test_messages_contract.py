@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from operators.ann.index import AnnIndex
 from pipeline.errors import SchemaError
 from state_schemas.codec import TAGS
 from state_schemas.item_vector import ItemVector
@@ -22,16 +23,21 @@ from tests.contracts.strategies import SAMPLES
 
 _STATE = ItemVector.from_array(np.linspace(-1, 1, 16), bias=0.5, update_count=3, seq=3, updated_ts=1_764_000_000_000)
 
+_ANN = AnnIndex(dim=4)
+_ANN.upsert_many(["a", "b"], np.eye(4, dtype=np.float32)[:2])
+
 BLOBS: dict[str, bytes] = {
     **{name: codec.encode(SAMPLES[name]) for name, codec in CODECS.items()},
     "item_update": encode_update(ItemUpdate("item-7", 1_764_000_000_000, 1.5, np.linspace(0, 1, 16), -0.25)),
     "item_vector_msg": encode_vector_msg("item-7", 1_764_000_000_000, _STATE),
+    "ann_index": _ANN.to_bytes(),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
     **{name: codec.decode for name, codec in CODECS.items()},
     "item_update": decode_update,
     "item_vector_msg": decode_vector_msg,
+    "ann_index": AnnIndex.from_bytes,
 }
 
 
