@@ -127,9 +127,9 @@ def infra_logs(
 
 @app.command("run")
 def run(
-    events: int = typer.Option(30_000, help="Records the built-in generator sends."),
+    events: int = typer.Option(10_000, help="Records the built-in generator sends."),
     users: int = typer.Option(300, help="Distinct users in the generated stream."),
-    rate: float = typer.Option(3_000.0, help="Generator pace, records per second."),
+    rate: float = typer.Option(1_000.0, help="Generator pace, records per second."),
     session_gap_ms: int = typer.Option(
         300_000, help="Session gap for the demo (generated event time runs ~1000x faster than wall time)."
     ),
