@@ -54,19 +54,25 @@ def apply_schema(settings: Settings) -> int:
         cluster.shutdown()
 
 
-def event_counts(settings: Settings, users: list[str]) -> dict[str, int]:
-    """`event_count` of each of `users` in user_profiles (missing users are absent from the result)."""
+
+def profile_rows(settings: Settings, users: list[str], columns: str) -> dict[str, object]:
+    """user_id → row of `columns` from user_profiles, read in IN-chunks of 100 (absent users are left out)."""
     from cassandra.query import ValueSequence
 
     cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
     try:
-        out: dict[str, int] = {}
+        out: dict[str, object] = {}
         for i in range(0, len(users), 100):
             rows = session.execute(
-                "SELECT user_id, event_count FROM user_profiles WHERE user_id IN %s",
+                f"SELECT user_id, {columns} FROM user_profiles WHERE user_id IN %s",
                 (ValueSequence(users[i : i + 100]),),
             )
-            out.update({r.user_id: r.event_count for r in rows})
+            out.update({r.user_id: r for r in rows})
         return out
     finally:
         cluster.shutdown()
+
+
+def event_counts(settings: Settings, users: list[str]) -> dict[str, int]:
+    """`event_count` of each of `users` in user_profiles (missing users are absent from the result)."""
+    return {u: r.event_count for u, r in profile_rows(settings, users, "event_count").items()}  # type: ignore[attr-defined]

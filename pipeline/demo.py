@@ -16,7 +16,7 @@ from rich.table import Table
 
 from pipeline import generator
 from pipeline.errors import LiverecError
-from pipeline.kafka_io import produce, read_committed
+from pipeline.kafka_io import produce, read_committed, seek_from
 from pipeline.settings import Settings
 
 
@@ -24,17 +24,12 @@ class CommittedCounter:
     """Counts committed records of a topic from a timestamp on, incrementally."""
 
     def __init__(self, settings: Settings, topic: str, from_ms: int) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer
 
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
         )
-        parts = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
-        self.consumer.assign(parts)
-        found = self.consumer.offsets_for_times({tp: from_ms for tp in parts})
-        ends = self.consumer.end_offsets(parts)
-        for tp in parts:
-            self.consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        seek_from(self.consumer, topic, from_ms)
         self.count = 0
         self.values: list[bytes] = []
 
@@ -52,24 +47,11 @@ class CommittedCounter:
 
 
 def _profiles(settings: Settings, users: list[str]) -> dict[str, object]:
-    from cassandra.query import ValueSequence
+    from pipeline.cassandra_io import profile_rows
 
-    from pipeline.cassandra_io import connect
-
-    cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
-    try:
-        out = {}
-        for i in range(0, len(users), 100):
-            chunk = users[i : i + 100]
-            rows = session.execute(
-                "SELECT user_id, event_count, interests, recent_items, sessions_closed, vector, seq "
-                "FROM user_profiles WHERE user_id IN %s",
-                (ValueSequence(chunk),),
-            )
-            out.update({r.user_id: r for r in rows})
-        return out
-    finally:
-        cluster.shutdown()
+    return profile_rows(
+        settings, users, "event_count, interests, recent_items, sessions_closed, vector, seq"
+    )
 
 
 def run_job_demo(

@@ -61,7 +61,7 @@ def read_committed(
     settings: Settings, topic: str, *, from_ms: int | None = None, idle_ms: int = 1500
 ) -> Iterator[bytes]:
     """Yield committed values of every partition (from a timestamp, else the beginning) until idle."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -70,16 +70,23 @@ def read_committed(
         consumer_timeout_ms=idle_ms,
     )
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        if from_ms is None:
-            consumer.seek_to_beginning(*parts)
-        else:
-            found = consumer.offsets_for_times({tp: from_ms for tp in parts})
-            ends = consumer.end_offsets(parts)
-            for tp in parts:
-                consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        seek_from(consumer, topic, from_ms)
         for msg in consumer:
             yield msg.value
     finally:
         consumer.close()
+
+
+def seek_from(consumer, topic: str, from_ms: int | None) -> None:  # noqa: ANN001 - kafka-python consumer
+    """Assign every partition of `topic` and seek to the first record at/after `from_ms` (None: the beginning)."""
+    from kafka import TopicPartition
+
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(parts)
+    if from_ms is None:
+        consumer.seek_to_beginning(*parts)
+        return
+    found = consumer.offsets_for_times({tp: from_ms for tp in parts})
+    ends = consumer.end_offsets(parts)
+    for tp in parts:
+        consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])

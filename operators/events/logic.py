@@ -127,7 +127,7 @@ def _rejection(exc: ValidationError, raw: bytes | bytearray) -> Rejection:
         return Rejection(Reason.BAD_JSON, f"record value is not JSON: {first['msg']}")
     loc = first["loc"]
     if not loc:
-        return Rejection(Reason.NOT_OBJECT, f"record value is {_json_type(first['input'])}, expected a JSON object")
+        return Rejection(Reason.NOT_OBJECT, f"record value is {json_type(first['input'])}, expected a JSON object")
     field = str(loc[0])
     mine = [e for e in errors if e["loc"] and e["loc"][0] == loc[0]]
     others = sorted({str(e["loc"][0]) for e in errors if e["loc"] and e["loc"][0] != loc[0]})
@@ -145,30 +145,32 @@ def _classify(field: str, errors: list[Any]) -> tuple[Reason, str]:
     if field == "schema_version":
         return (
             Reason.UNSUPPORTED_VERSION,
-            f"schema_version {_short(value)} is not supported; this build reads 1",
+            f"schema_version {short(value)} is not supported; this build reads 1",
         )
     if field == "type":
         if not isinstance(value, str):
-            return Reason.WRONG_TYPE, f"field 'type' must be a string, got {_json_type(value)}"
+            return Reason.WRONG_TYPE, f"field 'type' must be a string, got {json_type(value)}"
         return (
             Reason.UNKNOWN_TYPE,
-            f"field 'type': {_short(value)} is not an event type of contract v1 ({', '.join(EVENT_TYPE_NAMES)})",
+            f"field 'type': {short(value)} is not an event type of contract v1 ({', '.join(EVENT_TYPE_NAMES)})",
         )
     constraint = next((e for e in errors if not e["type"].endswith("_type")), None)
     if constraint is None:
         expected = _EXPECTED.get(field, "another type")
-        return Reason.WRONG_TYPE, f"field '{field}' must be {expected}, got {_json_type(value)}"
+        return Reason.WRONG_TYPE, f"field '{field}' must be {expected}, got {json_type(value)}"
     msg = constraint["msg"]
     if constraint["type"] == "string_pattern_mismatch":
         msg = "must not contain control characters"
-    return Reason.BAD_VALUE, f"field '{field}': {msg} (got {_short(constraint['input'])})"
+    return Reason.BAD_VALUE, f"field '{field}': {msg} (got {short(constraint['input'])})"
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value's type reads in a rejection message ("a string", "null", …)."""
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _short(value: object, limit: int = 60) -> str:
+def short(value: object, limit: int = 60) -> str:
+    """A repr cut to `limit` characters, so a rejection never carries a huge payload."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

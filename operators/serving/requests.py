@@ -12,11 +12,11 @@ RequestV1(request_id='1', user_id='42', ts=5, k=10, exclude_seen=True, category=
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from pydantic import ValidationError
 
-from operators.events.logic import DEFAULT_MAX_BYTES, Reason, Rejection
+from operators.events.logic import DEFAULT_MAX_BYTES, Reason, Rejection, json_type, short
 from state_schemas.requests_v1 import MAX_K, RequestV1, RequestWireV1, from_wire
 
 __all__ = ["Reason", "Rejection", "validate"]
@@ -61,7 +61,7 @@ def _rejection(exc: ValidationError, raw: bytes) -> Rejection:
             return Rejection(Reason.NOT_UTF8, f"record value is not UTF-8: {bad.reason} at byte {bad.start}")
         return Rejection(Reason.BAD_JSON, f"record value is not JSON: {first['msg']}")
     if not first["loc"]:
-        return Rejection(Reason.NOT_OBJECT, f"record value is {_json_type(first['input'])}, expected a JSON object")
+        return Rejection(Reason.NOT_OBJECT, f"record value is {json_type(first['input'])}, expected a JSON object")
     # A union (str | int ids) reports one error per branch at the same field: group them by field.
     field = _field(first["loc"])
     mine = [e for e in errors if _field(e["loc"]) == field]
@@ -72,17 +72,17 @@ def _rejection(exc: ValidationError, raw: bytes) -> Rejection:
         reason, detail = Reason.MISSING_FIELD, f"field '{field}' is required"
     elif field == "schema_version":
         reason = Reason.UNSUPPORTED_VERSION
-        detail = f"schema_version {_short(value)} is not supported; this build reads 1"
+        detail = f"schema_version {short(value)} is not supported; this build reads 1"
     else:
         constraint = next((e for e in mine if not e["type"].endswith("_type")), None)
         if constraint is None:
             expected = _EXPECTED.get(field, "another type")
-            reason, detail = Reason.WRONG_TYPE, f"field '{field}' must be {expected}, got {_json_type(value)}"
+            reason, detail = Reason.WRONG_TYPE, f"field '{field}' must be {expected}, got {json_type(value)}"
         else:
             msg = constraint["msg"]
             if constraint["type"] == "string_pattern_mismatch":
                 msg = "must not contain control characters"
-            reason, detail = Reason.BAD_VALUE, f"field '{field}': {msg} (got {_short(constraint['input'])})"
+            reason, detail = Reason.BAD_VALUE, f"field '{field}': {msg} (got {short(constraint['input'])})"
     if others:
         detail += f" (also wrong: {', '.join(others)})"
     return Rejection(reason, detail)
@@ -97,21 +97,3 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return parts[0] if parts else ""
 
 
-_JSON_TYPE: Final[Mapping[type, str]] = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    type(None): "null",
-    dict: "an object",
-    list: "an array",
-}
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPE.get(type(value), type(value).__name__)
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline import generator
-from pipeline.cassandra_io import connect
+from pipeline.cassandra_io import profile_rows
 from pipeline.flink_env import stream_env
 from pipeline.infra.procs import wait_until
 from pipeline.jobs import liverec_job
@@ -21,21 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.flink]
 GAP_MS = 60_000
 
 
-def _counts(settings, users: list[str]) -> dict[str, int]:
-    from cassandra.query import ValueSequence
-
-    cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
-    try:
-        out: dict[str, int] = {}
-        for i in range(0, len(users), 100):
-            rows = session.execute(
-                "SELECT user_id, event_count, sessions_closed FROM user_profiles WHERE user_id IN %s",
-                (ValueSequence(users[i : i + 100]),),
-            )
-            out.update({r.user_id: (r.event_count, r.sessions_closed) for r in rows})
-        return out
-    finally:
-        cluster.shutdown()
+def _counts(settings, users: list[str]) -> dict[str, tuple[int, int]]:
+    rows = profile_rows(settings, users, "event_count, sessions_closed")
+    return {u: (r.event_count, r.sessions_closed) for u, r in rows.items()}
 
 
 def test_job_counts_exactly_dead_letters_bad_input_and_closes_sessions(isolated) -> None:

@@ -6,28 +6,16 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from pipeline.infra.procs import wait_until
+from pipeline.kafka_io import read_committed
 
 pytestmark = pytest.mark.integration
 
 
 def _committed_values(settings, topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=1500,
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [m.value for m in consumer]
-    finally:
-        consumer.close()
+    return list(read_committed(settings, topic, idle_ms=1500))
 
 
 def test_read_committed_sees_records_only_after_commit(isolated) -> None:
