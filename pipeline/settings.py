@@ -57,12 +57,29 @@ class Settings(BaseSettings):
     source_idleness_ms: int = 30_000  # a partition without events this long stops holding the watermark back
     profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
     item_flush_ms: int = 1_000  # at most one item-vector feedback record per item per interval
+    item_store_ms: int = 10_000  # at most one Cassandra item_vectors write per item per interval
     max_event_bytes: int = 16_384  # larger records go to the dead-letter topic
     max_clock_skew_ms: int = 86_400_000  # events further in the future than this are dead-lettered
     min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered
     embedding_dim: int = 64
     negatives: int = 8
     model_seed: int = 7
+
+    # Serving and online evaluation (docs/configuration.md#serving)
+    index_shards: int = Field(default=1, ge=1, description="Index shards; each request is scattered to all.")
+    index_candidates: int = 200  # HNSW / co-occurrence / popularity candidates per shard before the blend
+    index_exact_below: int = 0  # rank all eligible items exactly when a shard has at most this many
+    gather_timeout_ms: int = 2_000  # answer with the shards that replied after this long (index_shards > 1)
+    session_weight: float = 0.0  # share of the live-session vector in a personalized query
+    personalize_after_events: int = 3  # fewer events than this: served from the session, not the embedding
+    seen_items_max: int = 1_000  # items remembered per user for "exclude seen" and the evaluation
+    online_eval_percent: int = Field(default=100, ge=0, le=100,
+                                     description="Share of interactions scored test-then-learn (by event id).")
+    eval_k: int = 10  # hit-rate@k of the online evaluation
+    recommendations_delivery: str = Field(
+        default="exactly_once", pattern="^(exactly_once|at_least_once)$",
+        description="at_least_once: answers visible without waiting for a checkpoint; dedupe by request_id.",
+    )
 
     # Local servers (used by `liverec infra` only)
     kafka_heap: str = "768m"

@@ -1,7 +1,8 @@
 """Kafka sources and sinks of the job, built from settings in one place.
 
-Every sink is transactional (`EXACTLY_ONCE`): its records become visible to `read_committed`
-consumers when the checkpoint that covers them completes. Each sink has its own transactional-id
+Every sink is transactional (`EXACTLY_ONCE`) unless configured otherwise (only `recommendations` can
+be): its records become visible to `read_committed` consumers when the checkpoint that covers them
+completes. Each sink has its own transactional-id
 prefix (job name + topic prefix + sink name), unique per job and environment.
 """
 
@@ -15,7 +16,7 @@ RAW_EVENTS_TABLE = "raw_events"
 def events_table_ddl(
     settings: Settings, *, group_id: str, bounded: bool = False, start_from_ms: int | None = None
 ) -> str:
-    """Kafka table source of raw event bytes with topic/partition/offset metadata.
+    """Kafka table source of raw event and request bytes with topic/partition/offset metadata.
 
     Why the Table API here: the DataStream KafkaSource in PyFlink only offers value-only
     deserializers, but a dead letter must name the record's partition and offset; the table
@@ -45,7 +46,7 @@ CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   WATERMARK FOR `event_time` AS `event_time` - INTERVAL '{settings.out_of_orderness_ms / 1000:.3f}' SECOND
 ) WITH (
   'connector' = 'kafka',
-  'topic' = '{settings.topic("events")}',
+  'topic' = '{settings.topic("events")};{settings.topic("rec-requests")}',
   'properties.bootstrap.servers' = '{settings.kafka_bootstrap}',
   'properties.group.id' = '{group_id}',
   'properties.isolation.level' = 'read_committed',
@@ -71,8 +72,12 @@ def bytes_source(settings: Settings, topic: str, *, group_id: str):  # noqa: ANN
     )
 
 
-def bytes_sink(settings: Settings, topic: str, *, name: str):  # noqa: ANN201 - pyflink type
-    """Transactional KafkaSink of raw values (bytes) to a declared topic."""
+def bytes_sink(settings: Settings, topic: str, *, name: str, exactly_once: bool = True):  # noqa: ANN201
+    """KafkaSink of raw values (bytes) to a declared topic: transactional unless ``exactly_once=False``.
+
+    ``exactly_once=False`` is AT_LEAST_ONCE: records are visible at once (no wait for the checkpoint),
+    and a restart may repeat some; consumers dedupe by a key of the record (e.g. ``request_id``).
+    """
     from pyflink.common.serialization import ByteArraySchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
@@ -86,7 +91,7 @@ def bytes_sink(settings: Settings, topic: str, *, name: str):  # noqa: ANN201 - 
             .set_value_serialization_schema(ByteArraySchema())
             .build()
         )
-        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE if exactly_once else DeliveryGuarantee.AT_LEAST_ONCE)
         .set_transactional_id_prefix(f"{settings.job_name}-{settings.topic_prefix}{name}")
         .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms))
         .build()

@@ -40,6 +40,12 @@ TAGS: Final[Mapping[str, int]] = {
     "item_update": ord("G"),
     "item_vector_msg": ord("M"),
     "ann_index": ord("A"),
+    "index_entry": ord("X"),
+    "seen_items": ord("S"),
+    "request_msg": ord("R"),
+    "query_msg": ord("Q"),
+    "interaction_msg": ord("N"),
+    "partial_msg": ord("P"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

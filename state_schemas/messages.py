@@ -35,6 +35,7 @@ from pipeline.errors import SchemaError
 from state_schemas import item_vector
 from state_schemas.codec import TAGS
 from state_schemas.item_vector import ItemVector
+from state_schemas.requests_v1 import RequestV1
 
 _UPD: Final = struct.Struct("<BHqffH")
 _MSG: Final = struct.Struct("<BHqH")
@@ -91,3 +92,185 @@ def decode_vector_msg(data: bytes) -> tuple[str, int, ItemVector]:
 def vector_msg_ts(data: bytes) -> int:
     """Event time of an item-vectors record without decoding the rest (timestamp assigner)."""
     return _TS.unpack_from(data, 3)[0]
+
+
+# --- serving records -------------------------------------------------------------------------------
+# Request, query, interaction and partial-answer records: a 3-byte header (tag, version u16 = 1), then
+# a JSON body (u32 length + UTF-8) and, for queries, the query vector (u16 D + f32[D]). JSON because
+# these records carry variable lists (exclusions, seeds, candidates) and never persist: they live
+# between two operators of one job build, within one checkpoint.
+
+_JSON_HEAD: Final = struct.Struct("<BHI")
+_DIM: Final = struct.Struct("<H")
+
+
+def _pack_json(name: str, doc: object, tail: bytes = b"") -> bytes:
+    import json
+
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return _JSON_HEAD.pack(TAGS[name], 1, len(body)) + body + tail
+
+
+def _unpack_json(name: str, data: bytes) -> tuple[object, bytes]:
+    import json
+
+    try:
+        tag, version, n = _JSON_HEAD.unpack_from(data)
+    except struct.error as exc:
+        msg = f"{name}: record of {len(data)} bytes is too short: {exc}"
+        raise SchemaError(msg) from exc
+    if tag != TAGS[name] or version != 1:
+        msg = (f"{name}: expected tag {chr(TAGS[name])!r} v1, got tag {tag} v{version}: "
+               "producer and consumer builds differ")
+        raise SchemaError(msg)
+    end = _JSON_HEAD.size + n
+    if end > len(data):
+        msg = f"{name}: body of {n} bytes overruns a record of {len(data)} bytes"
+        raise SchemaError(msg)
+    try:
+        return json.loads(data[_JSON_HEAD.size : end]), data[end:]
+    except ValueError as exc:
+        msg = f"{name}: body is not JSON: {exc}"
+        raise SchemaError(msg) from exc
+
+
+def _exact(name: str, tail: bytes) -> None:
+    if tail:
+        msg = f"{name}: {len(tail)} unexpected trailing bytes"
+        raise SchemaError(msg)
+
+
+def encode_request(r: RequestV1) -> bytes:
+    """A validated request, from the validator to the user stage (same stream as events)."""
+    return _pack_json("request_msg", list(r))
+
+
+def decode_request(data: bytes) -> RequestV1:
+    """RequestV1 from `encode_request` bytes."""
+    doc, tail = _unpack_json("request_msg", data)
+    _exact("request_msg", tail)
+    try:
+        return RequestV1(*doc)  # type: ignore[misc]
+    except TypeError as exc:
+        msg = f"request_msg: body does not hold a request: {exc}"
+        raise SchemaError(msg) from exc
+
+
+class QueryMsg(NamedTuple):
+    """What the user stage asks every index shard, for a request or for an online evaluation."""
+
+    qid: str  # the request_id, or "eval:" + event_id
+    user_id: str
+    kind: str  # "request" | "eval"
+    k: int
+    source: str  # planned rung (state_schemas.requests_v1.Source value)
+    ts: int  # request time or event time: the popularity clock of this answer
+    vector: NDArray[np.float32] | None  # user or session vector (the index appends the bias term)
+    exclude: tuple[str, ...] = ()
+    category: str | None = None
+    seeds: tuple[str, ...] = ()  # recent items, oldest first (co-occurrence)
+    fresh: int | None = None  # event time of the freshest interaction the user state reflects
+    target: str | None = None  # eval: the item the user is about to interact with
+    shards: int = 1
+
+
+def encode_query(q: QueryMsg) -> bytes:
+    """Bytes of a query (JSON meta, then the vector)."""
+    vec = b"" if q.vector is None else np.ascontiguousarray(q.vector, dtype="<f4").tobytes()
+    meta = [q.qid, q.user_id, q.kind, q.k, q.source, q.ts, list(q.exclude), q.category, list(q.seeds), q.fresh,
+            q.target, q.shards, q.vector is not None]
+    return _pack_json("query_msg", meta, _DIM.pack(len(vec) // 4) + vec)
+
+
+def decode_query(data: bytes) -> QueryMsg:
+    """QueryMsg from `encode_query` bytes."""
+    doc, tail = _unpack_json("query_msg", data)
+    try:
+        qid, user, kind, k, source, ts, exclude, category, seeds, fresh, target, shards, has_vec = doc  # type: ignore[misc]
+        (dim,) = _DIM.unpack_from(tail)
+    except (TypeError, ValueError, struct.error) as exc:
+        msg = f"query_msg: malformed body: {exc}"
+        raise SchemaError(msg) from exc
+    _exact("query_msg", tail[_DIM.size + 4 * dim :])
+    if len(tail) != _DIM.size + 4 * dim:
+        msg = f"query_msg: vector of {dim} floats needs {4 * dim} bytes, record has {len(tail) - _DIM.size}"
+        raise SchemaError(msg)
+    vec = np.frombuffer(tail, dtype="<f4", count=dim, offset=_DIM.size) if has_vec else None
+    return QueryMsg(qid, user, kind, k, source, ts, vec, tuple(exclude), category, tuple(seeds), fresh, target,
+                    shards)
+
+
+class InteractionMsg(NamedTuple):
+    """One interaction's share for one index shard: popularity of its item, co-occurrence pairs it owns."""
+
+    item_id: str | None  # set when the shard owns the item (popularity, count, category)
+    ts: int
+    weight: float
+    category: str | None
+    pairs: tuple[tuple[str, str, float], ...]  # (owner, partner, weight), owners in this shard
+
+
+def encode_interaction(m: InteractionMsg) -> bytes:
+    """Bytes of an interaction share."""
+    return _pack_json("interaction_msg", [m.item_id, m.ts, m.weight, m.category, [list(p) for p in m.pairs]])
+
+
+def decode_interaction(data: bytes) -> InteractionMsg:
+    """InteractionMsg from `encode_interaction` bytes."""
+    doc, tail = _unpack_json("interaction_msg", data)
+    _exact("interaction_msg", tail)
+    try:
+        item, ts, w, cat, pairs = doc  # type: ignore[misc]
+        return InteractionMsg(item, ts, w, cat, tuple((o, p, x) for o, p, x in pairs))
+    except (TypeError, ValueError) as exc:
+        msg = f"interaction_msg: malformed body: {exc}"
+        raise SchemaError(msg) from exc
+
+
+Scored = tuple[str, float]
+
+
+class PartialMsg(NamedTuple):
+    """One shard's part of an answer; the gather step merges `shards` of them per `qid`."""
+
+    qid: str
+    user_id: str
+    kind: str
+    k: int
+    source: str  # planned rung
+    ts: int
+    fresh: int | None
+    target: str | None
+    shard: int
+    shards: int
+    ranked: tuple[Scored, ...]  # blended, best first
+    trending: tuple[Scored, ...]  # decayed popularity, best first
+    baseline: tuple[Scored, ...]  # eval only: most popular by raw count
+    target_known: bool  # eval: the shard owns the target and had seen it before
+    index_version: str
+    model_version: str
+
+
+def encode_partial(p: PartialMsg) -> bytes:
+    """Bytes of a partial answer."""
+    doc = [*p[:10], [list(s) for s in p.ranked], [list(s) for s in p.trending], [list(s) for s in p.baseline],
+           *p[13:]]
+    return _pack_json("partial_msg", doc)
+
+
+def decode_partial(data: bytes) -> PartialMsg:
+    """PartialMsg from `encode_partial` bytes."""
+    doc, tail = _unpack_json("partial_msg", data)
+    _exact("partial_msg", tail)
+    try:
+        head, (ranked, trending, baseline), rest = doc[:10], doc[10:13], doc[13:]  # type: ignore[index]
+        lists = [tuple((str(i), float(s)) for i, s in xs) for xs in (ranked, trending, baseline)]
+        return PartialMsg(*head, *lists, *rest)
+    except (TypeError, ValueError) as exc:
+        msg = f"partial_msg: malformed body: {exc}"
+        raise SchemaError(msg) from exc
+
+
+def partial_qid(data: bytes) -> str:
+    """Query id of a partial answer (the gather step's key) without building the whole record."""
+    return str(decode_partial(data).qid)

@@ -37,6 +37,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         "item-vectors", 2, {**_OUT, "retention.ms": str(24 * 3600 * 1000)},
         "item stage → user stage feedback (read back by the same job; state restores from checkpoints)",
     ),
+    TopicSpec("evaluations", 2, _OUT, "online evaluation: one record per scored interaction (test-then-learn)"),
+    TopicSpec("index-events", 1, _OUT, "index operator maintenance: restores/rebuilds and size reports"),
     TopicSpec("user-counts", 2, _OUT, "output of the smallest (count) job"),
 )
 

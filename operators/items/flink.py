@@ -1,8 +1,11 @@
 """Flink adapter of the item stage: keyed by item, applies the user stage's gradients.
 
-Each item's state is one versioned blob (`state_schemas.item_vector`). An aligned processing-time
-timer coalesces output: at most one `item-vectors` feedback record and one Cassandra write per item
-per `item_flush_ms`, whatever the update rate.
+Each item's state is one versioned blob (`state_schemas.item_vector`). Aligned processing-time timers
+coalesce output: at most one `item-vectors` feedback record (to the user stage and the index) per item
+per `item_flush_ms`, and one Cassandra write per item per `item_store_ms`, whatever the update rate.
+Why two intervals: the feedback must be fresh (it is what serving ranks with), while the Cassandra
+row is for readers outside the job; synchronous writes at the feedback rate were measured to stall
+the whole job (the item stage spent a third of its time waiting on Cassandra and back-pressured it).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ class ItemStage(KeyedProcessFunction):
         self.bpr = BPRParams(dim=s.embedding_dim, negatives=s.negatives)
         self.seed = s.model_seed
         self.flush_ms = s.item_flush_ms
+        self.store_ms = s.item_store_ms
         self.state = runtime_context.get_state(ValueStateDescriptor(ITEM_STATE, Types.PICKLED_BYTE_ARRAY()))
         self.writer = CassandraWriter(s)
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.updates = group.counter("item_updates")
         self.flushes = group.counter("item_flushes")
+        self.stores = group.counter("item_stores")
 
     def close(self) -> None:
         if hasattr(self, "writer"):
@@ -52,6 +57,7 @@ class ItemStage(KeyedProcessFunction):
         timers = ctx.timer_service()
         now = timers.current_processing_time()
         timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
+        timers.register_processing_time_timer((now // self.store_ms + 1) * self.store_ms)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # noqa: ANN201
         blob = self.state.value()
@@ -59,6 +65,9 @@ class ItemStage(KeyedProcessFunction):
             return
         item_id = ctx.get_current_key()
         state = item_vector.decode(bytes(blob))
-        self.writer.write_item(item_id, state)
-        self.flushes.inc()
-        yield encode_vector_msg(item_id, state.updated_ts, state)
+        if timestamp % self.store_ms == 0:
+            self.writer.write_item(item_id, state)
+            self.stores.inc()
+        if timestamp % self.flush_ms == 0:
+            self.flushes.inc()
+            yield encode_vector_msg(item_id, state.updated_ts, state)

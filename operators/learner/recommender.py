@@ -197,3 +197,70 @@ class MostPopular:
             grown[: self._counts.size] = self._counts
             self._counts = grown
         self._counts[item] += 1.0
+
+
+class ServedRecommender(OnlineRecommender):
+    """The same learner, ranked the way the job serves: through one `operators.index.logic.IndexShard`.
+
+    Why: the job's online evaluation ranks with the index shard (HNSW candidates + the blend), not with
+    the exhaustive blend; replaying this model offline gives the figure the pipeline must reproduce.
+    The shard gets each interaction before the item stage's update, like the job's index operator.
+    """
+
+    def __init__(self, params: RecommenderParams | None = None, seed: int = 7, shard_params: object = None,
+                 personalize_after: int = 1, recent_items: int = 20) -> None:
+        from operators.index.logic import IndexShard, ShardParams
+
+        super().__init__(params, seed)
+        self.personalize_after = personalize_after
+        self.recent_items = recent_items
+        self._count: dict[int, int] = {}
+        self._recent_all: dict[int, list[int]] = {}
+        p = self.params
+        sp = shard_params if isinstance(shard_params, ShardParams) else ShardParams(
+            bpr=p.bpr, cooc=p.cooc, half_life_ms=p.half_life_s, weights=p.blend, seed=seed
+        )
+        self.shard = IndexShard(0, 1, sp)
+        self._touched: set[int] = set()
+
+    def rank(self, user: int, seen: NDArray[np.int64], n_known: int, k: int, now_ts: float) -> NDArray[np.int64]:
+        """Top-`k` unseen known items, as the index shard ranks them."""
+        from state_schemas.item_vector import ItemVector
+        from state_schemas.messages import QueryMsg
+
+        for j in sorted(self._touched):
+            self.shard.apply_vector(str(j), ItemVector.from_array(self._vecs[j], bias=float(self._bias[j]),
+                                                                  seq=int(self.shard.seq[self.shard.pos[str(j)]]) + 1))
+        self._touched.clear()
+        u = self._users.get(user)
+        vec = u.vec if u is not None else None
+        if u is not None and self._count.get(user, 0) < self.personalize_after:
+            # the job's session rung: unit mean of the recent items' vectors, as the user stage holds them
+            mean = self._vecs[self._recent_all[user][-self.recent_items :]].astype(np.float64).mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            vec = (mean / norm).astype(np.float32) if norm > 1e-12 else None
+        seeds = tuple(str(i) for i in u.recent) if u is not None else ()
+        q = QueryMsg("q", str(user), "request", k, "personalized", int(now_ts), vec,
+                     tuple(str(int(i)) for i in seen), None, seeds)
+        return np.array([int(i) for i, _ in self.shard.rank(q).ranked], dtype=np.int64)
+
+    def learn(self, user: int, item: int, ts: float, weight: float = 1.0) -> None:
+        """Interaction share to the shard (popularity, pairs), then the learner's step."""
+        from operators.learner.cooc import pair_messages
+        from state_schemas.messages import InteractionMsg
+
+        u = self._users.get(user)
+        recent = u.recent if u is not None else []
+        pairs = tuple((str(o), str(p), w) for o, p, w in pair_messages(recent, item, self.params.cooc.window, weight))
+        self.shard.apply_interaction(InteractionMsg(str(item), int(ts), weight, None, pairs))
+        self._count[user] = self._count.get(user, 0) + 1
+        r = self._recent_all.setdefault(user, [])
+        if item in r:
+            r.remove(item)
+        r.append(item)
+        super().learn(user, item, ts, weight)
+
+    def _apply_item_grads(self, pos: int, neg: NDArray[np.int64], grads: ItemGrads, weight: float) -> None:
+        super()._apply_item_grads(pos, neg, grads, weight)
+        self._touched.add(int(pos))
+        self._touched.update(int(j) for j in neg)

@@ -14,13 +14,18 @@ from pyflink.datastream import TimeDomain
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
+from operators.index.flink import index_key
+from operators.index.logic import interaction_shares
 from operators.learner.bpr import BPRParams
+from operators.learner.cooc import CoocParams
 from operators.profile import logic
 from operators.profile.embedding import ItemTable, user_step
+from operators.serving.logic import make_query
 from pipeline.settings import Settings
-from state_schemas import item_vector, user_profile
+from state_schemas import item_vector, seen_items, user_profile
+from state_schemas.codec import TAGS
 from state_schemas.events import decode_event
-from state_schemas.messages import decode_vector_msg, encode_update
+from state_schemas.messages import decode_request, decode_vector_msg, encode_interaction, encode_query, encode_update
 
 # Closed sessions leave on the main output under this key, not as a side output: PyFlink 2.2's
 # embedded keyed-broadcast operator drops the side-output routing for records yielded by on_timer
@@ -30,6 +35,15 @@ SESSION_KEY = "\x00session"
 UPDATE_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 PROFILE_STATE = "user-profile"  # renaming a state descriptor is a deliberate reset (docs/state.md)
+SEEN_STATE = "seen-items"
+_REQUEST_TAG = TAGS["request_msg"]
+
+
+def sampled(event_id: str, percent: int) -> bool:
+    """Deterministic sampling of the online evaluation by event id (the same events on every replay)."""
+    import zlib
+
+    return percent >= 100 or (percent > 0 and zlib.crc32(event_id.encode()) % 100 < percent)
 
 
 def session_json(s: logic.SessionSummary) -> bytes:
@@ -62,6 +76,9 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.seed = s.model_seed
         self.bpr = BPRParams(dim=s.embedding_dim, negatives=s.negatives)
         self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.PICKLED_BYTE_ARRAY()))
+        self.seen = runtime_context.get_state(ValueStateDescriptor(SEEN_STATE, Types.PICKLED_BYTE_ARRAY()))
+        self.shards = s.index_shards
+        self.window = CoocParams().window
         self.table = ItemTable(self.bpr.dim)
         self.table_loaded = False
         self.rng = np.random.default_rng(self.seed)
@@ -72,6 +89,8 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.late = group.counter("late_events")
         self.sessions = group.counter("sessions_closed")
         self.profile_writes = group.counter("profile_writes")
+        self.requests = group.counter("requests")
+        self.eval_queries = group.counter("eval_queries")
 
     def close(self) -> None:
         if hasattr(self, "writer"):
@@ -88,9 +107,13 @@ class UserStage(KeyedBroadcastProcessFunction):
         if not self.table_loaded:
             self._load_table(ctx)
         user_id, _ts, payload = value
-        event = decode_event(bytes(payload))
+        payload = bytes(payload)
         blob = self.state.value()
         prof = user_profile.decode(blob) if blob is not None else None
+        if payload[0] == _REQUEST_TAG:
+            yield from self._request(user_id, payload, prof)
+            return
+        event = decode_event(payload)
         new, out = logic.on_event(prof, event, gap_ms=self.gap)
         if out.status is logic.Status.DUPLICATE:
             self.duplicates.inc()
@@ -98,6 +121,22 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.events.inc()
         if out.status is logic.Status.LATE:
             self.late.inc()
+        seen_blob = self.seen.value()
+        seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
+        # Test, then learn: what would this user have been served just before this interaction?
+        s = self.settings
+        if seen and event.item_id not in seen and sampled(event.event_id, s.online_eval_percent):
+            self.eval_queries.inc()
+            yield from self._scatter(make_query(
+                prof, seen, self._vector_of, qid=f"eval:{event.event_id}", user_id=user_id, kind="eval",
+                k=s.eval_k, ts=event.ts, target=event.item_id, shards=self.shards,
+                session_weight=s.session_weight, personalize_after=s.personalize_after_events,
+            ))
+        recent = prof.recent_items if prof is not None else ()
+        for shard, share in interaction_shares(recent, event.item_id, event.ts, event.weight, event.category,
+                                               window=self.window, shards=self.shards):
+            yield index_key(shard), encode_interaction(share)
+        self.seen.update(seen_items.encode(seen_items.add(seen, event.item_id, s.seen_items_max)))
         vec = new.embedding_vector() if new.embedding else None
         new_vec, updates = user_step(
             self.bpr, self.seed, user_id, vec, event.item_id, event.weight, event.ts,
@@ -114,6 +153,27 @@ class UserStage(KeyedBroadcastProcessFunction):
             timers.register_event_time_timer(out.timer_ts)
         now = timers.current_processing_time()
         timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
+
+    def _vector_of(self, item_id: str):  # noqa: ANN202
+        i = self.table.index.get(item_id)
+        return None if i is None else self.table.vecs[i]
+
+    def _scatter(self, query):  # noqa: ANN001, ANN202
+        blob = encode_query(query)
+        for shard in range(self.shards):
+            yield index_key(shard), blob
+
+    def _request(self, user_id: str, payload: bytes, prof: user_profile.UserProfile | None):  # noqa: ANN202
+        req = decode_request(payload)
+        self.requests.inc()
+        s = self.settings
+        seen_blob = self.seen.value()
+        seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
+        yield from self._scatter(make_query(
+            prof, seen, self._vector_of, qid=req.request_id, user_id=user_id, kind="request", k=req.k,
+            ts=req.ts, exclude_seen=req.exclude_seen, category=req.category, shards=self.shards,
+            session_weight=s.session_weight, personalize_after=s.personalize_after_events,
+        ))
 
     def _closed(self, summary: logic.SessionSummary, prof: user_profile.UserProfile):  # noqa: ANN202
         self.sessions.inc()

@@ -27,6 +27,7 @@ from operators.learner.popularity import decay, log_popularity
 from operators.learner.rank import top_k
 from pipeline.errors import ConfigError
 from state_schemas.codec import NO_TS
+from state_schemas.messages import PartialMsg, QueryMsg
 from state_schemas.requests_v1 import Answer, RequestV1, Source
 from state_schemas.user_profile import UserProfile
 
@@ -395,3 +396,123 @@ class Pending:
             self._done[r] = now_ms + self.timeout_ms
             out.append((r, merge_partials(g.parts.values(), g.k)))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOutcome:
+    """Online evaluation of one interaction: would the answer served just before it have contained it?"""
+
+    qid: str
+    user_id: str
+    item_id: str
+    event_ts: int
+    evaluated: bool  # the item was known to the index and unseen by the user (the offline protocol)
+    hit: bool
+    baseline_hit: bool  # most-popular (raw counts) on the same eligible items
+    source: Source
+
+    def to_json(self) -> bytes:
+        """The evaluations-topic record."""
+        import json
+
+        return json.dumps(
+            {"event_id": self.qid.removeprefix("eval:"), "user_id": self.user_id, "item_id": self.item_id,
+             "event_ts": self.event_ts, "evaluated": self.evaluated, "hit": self.hit,
+             "baseline_hit": self.baseline_hit, "source": str(self.source)},
+            separators=(",", ":"),
+        ).encode()
+
+
+def finish(
+    partials: Iterable[PartialMsg], *, now_ms: int, model_version: str, fill_with_trending: bool = True
+) -> tuple[Answer, EvalOutcome | None]:
+    """The one answer to a query from its shards' partials (a missing shard only makes it shorter).
+
+    The ladder: the planned rung (personalized / session) when the shards ranked anything, padded with
+    trending items; otherwise trending (``trending``, or ``cold_start`` for a user with no history).
+    An eval query also gets its outcome, judged on exactly the answer a request would have received.
+
+    >>> from state_schemas.messages import PartialMsg, QueryMsg
+    >>> p = PartialMsg("r", "u", "request", 2, "personalized", 0, None, None, 0, 1, (("a", 1.0),),
+    ...                (("b", 5.0), ("a", 4.0)), (), False, "s0", "")
+    >>> a, _ = finish([p], now_ms=1, model_version="m")
+    >>> [i for i, _ in a.items], a.source.value
+    (['a', 'b'], 'personalized')
+    """
+    parts = sorted(partials, key=lambda p: p.shard)
+    if not parts:
+        msg = "finish: a query needs at least one shard's partial answer"
+        raise ValueError(msg)
+    first = parts[0]
+    k = first.k
+    planned = Source(first.source)
+    ranked = merge_partials((p.ranked for p in parts), k) if planned is not Source.COLD_START else []
+    trend = merge_partials((p.trending for p in parts), k)
+    if ranked:
+        items, source = list(ranked), planned
+        if fill_with_trending and len(items) < k:
+            taken = {i for i, _ in items}
+            items += [(i, s) for i, s in trend if i not in taken][: k - len(items)]
+    else:
+        items = list(trend)
+        source = Source.COLD_START if planned is Source.COLD_START or not items else Source.TRENDING
+    answer = Answer(
+        request_id=first.qid,
+        user_id=first.user_id,
+        items=tuple(items),
+        source=source,
+        model_version=model_version,
+        index_version=",".join(p.index_version for p in parts),
+        freshest_event_ts=first.fresh,
+        served_at=now_ms,
+    )
+    if first.kind != "eval" or first.target is None:
+        return answer, None
+    base = merge_partials((p.baseline for p in parts), k)
+    outcome = EvalOutcome(
+        qid=first.qid, user_id=first.user_id, item_id=first.target, event_ts=first.ts,
+        evaluated=any(p.target_known for p in parts),
+        hit=any(i == first.target for i, _ in items),
+        baseline_hit=any(i == first.target for i, _ in base),
+        source=source,
+    )
+    return answer, outcome
+
+
+def make_query(
+    profile: UserProfile | None,
+    seen: tuple[str, ...],
+    item_vectors: ItemVectors,
+    *,
+    qid: str,
+    user_id: str,
+    kind: str,
+    k: int,
+    ts: int,
+    exclude_seen: bool = True,
+    category: str | None = None,
+    target: str | None = None,
+    shards: int = 1,
+    session_weight: float = 0.0,
+    personalize_after: int = 1,
+) -> QueryMsg:
+    """The index query of a request (or of an online evaluation) from the user's state.
+
+    The rung is `build_query`'s, except that a user with fewer than ``personalize_after`` events is
+    served from the session: a vector that has taken one or two steps from its random start says
+    little. The vector of a personalized query keeps the embedding's norm (``session_weight = 0``:
+    the embedding itself), so the index's inner product with ``[v, b]`` is the BPR score the learner
+    optimises; exclusions are every item the user interacted with (``seen``), not only recent ones.
+    """
+    p = profile
+    if p is not None and p.embedding and p.total_events < personalize_after:
+        p = p._replace(embedding=b"")
+    query = build_query(p, item_vectors, session_weight=session_weight, now_ms=ts, exclude_seen=exclude_seen,
+                        category=category)
+    vec = query.vector
+    if query.source is Source.PERSONALIZED and vec is not None and p is not None:
+        emb = p.embedding_vector().astype(np.float32)
+        vec = emb if session_weight == 0.0 else (vec * np.float32(np.linalg.norm(emb))).astype(np.float32)
+    exclude = tuple(sorted(query.exclude | frozenset(seen))) if exclude_seen else ()
+    return QueryMsg(qid, user_id, kind, k, query.source.value, ts, vec, exclude, category, query.seeds,
+                    query.freshest_event_ts, target, shards)

@@ -1,15 +1,23 @@
 """The liverec job graph.
 
-    events (Kafka, raw bytes + partition/offset)
+    events + rec-requests (Kafka, one table source: raw bytes + topic/partition/offset)
       → validate            [uid validate-events]   bad input → dead-letter topic (with reason)
         (event time and watermarks per Kafka partition in the source: bounded out-of-orderness, idleness)
       → key by user ⋈ broadcast(item-vectors)
-      → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles
-            main: item gradients + closed sessions (under SESSION_KEY) → split by two filters
+      → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles;
+                                                    builds queries (requests, online evaluation)
+            main: item gradients, index records (queries, interaction shares) and closed sessions,
+            split by filters on the key
             sessions → sessions topic
       → key by item
       → item stage          [uid item-state]        item vectors; Cassandra item_vectors
       → item-vectors topic  → (read back by this job) → broadcast to the user stage
+      index records ∪ item vectors → key by shard
+      → index stage         [uid index-shard]       HNSW + popularity + co-occurrence per shard
+            side output: partial answers → key by query id
+            main output: maintenance events → index-events topic
+      → gather              [uid gather]            one answer per request / outcome per evaluated event
+      → recommendations topic, evaluations topic
 
 Why two keyed stages and a feedback topic: user and item vectors live under different keys and
 Flink 2.x has no DataStream iterations, so the item stage's vectors come back through a transactional
@@ -27,7 +35,8 @@ from pipeline.settings import Settings
 UIDS = (
     "validate-events", "dead-letter-sink", "item-vectors-source",
     "item-vectors-time", "user-state", "sessions-only", "sessions-sink", "item-updates-only",
-    "item-state", "item-vectors-sink",
+    "item-state", "item-vectors-sink", "index-records-only", "vectors-to-index", "index-shard", "index-events-sink",
+    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink",
 )
 
 
@@ -38,10 +47,15 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     from pyflink.table import StreamTableEnvironment
 
     from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
+    from operators.index.flink import INDEX_KEY_PREFIX, PARTIALS, IndexStage, index_key
+    from operators.index.logic import shard_of
     from operators.items.flink import ItemStage
     from operators.profile.flink import ITEM_VECTORS_STATE, SESSION_KEY, UPDATE_TYPE, UserStage
+    from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather
     from pipeline.sources_sinks import RAW_EVENTS_TABLE, bytes_sink, bytes_source, events_table_ddl
-    from state_schemas.messages import vector_msg_ts
+    from state_schemas.messages import decode_vector_msg, partial_qid, vector_msg_ts
+
+    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
 
     group = f"{settings.job_name}-{settings.topic_prefix}job"
     t_env = StreamTableEnvironment.create(env)
@@ -54,7 +68,7 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     validated = raw.process(
         ValidateEvents(
             max_bytes=settings.max_event_bytes, max_skew_ms=settings.max_clock_skew_ms,
-            min_ts_ms=settings.min_event_ts_ms,
+            min_ts_ms=settings.min_event_ts_ms, requests_topic=settings.topic("rec-requests"),
         ),
         output_type=EVENT_TYPE,
     ).name("validate-events").uid("validate-events")
@@ -99,7 +113,7 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     ).uid("sessions-sink")
 
     items = (
-        users.filter(lambda u: u[0] != SESSION_KEY)
+        users.filter(lambda u: u[0] != SESSION_KEY and not u[0].startswith(INDEX_KEY_PREFIX))
         .name("item-updates-only")
         .uid("item-updates-only")
         .key_by(lambda u: u[0], key_type=Types.STRING())
@@ -110,6 +124,42 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     items.sink_to(bytes_sink(settings, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
         "item-vectors-sink"
     )
+
+    shards = settings.index_shards
+    to_index = users.filter(lambda u: u[0].startswith(INDEX_KEY_PREFIX)).name("index-records-only").uid(
+        "index-records-only"
+    )
+    vectors_to_index = items.map(
+        lambda b: (index_key(shard_of(decode_vector_msg(bytes(b))[0], shards)), b), output_type=UPDATE_TYPE
+    ).name("vectors-to-index").uid("vectors-to-index")
+    index = (
+        to_index.union(vectors_to_index)
+        .key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(IndexStage(settings), output_type=bytes_type)
+        .name("index-shard")
+        .uid("index-shard")
+    )
+    index.sink_to(bytes_sink(settings, "index-events", name="index-events")).name("index-events-sink").uid(
+        "index-events-sink"
+    )
+    gathered = (
+        index.get_side_output(PARTIALS)
+        .key_by(lambda b: partial_qid(bytes(b)), key_type=Types.STRING())
+        .process(Gather(settings), output_type=OUT_TYPE)
+        .name("gather")
+        .uid("gather")
+    )
+    gathered.filter(lambda r: r[0] == ANSWER).name("answers-only").uid("answers-only").map(
+        lambda r: r[1], output_type=bytes_type
+    ).name("answer-bytes").uid("answer-bytes").sink_to(
+        bytes_sink(settings, "recommendations", name="recommendations",
+                   exactly_once=settings.recommendations_delivery == "exactly_once")
+    ).name("recommendations-sink").uid("recommendations-sink")
+    gathered.filter(lambda r: r[0] == EVAL).name("evals-only").uid("evals-only").map(
+        lambda r: r[1], output_type=bytes_type
+    ).name("eval-bytes").uid("eval-bytes").sink_to(bytes_sink(settings, "evaluations", name="evaluations")).name(
+        "evaluations-sink"
+    ).uid("evaluations-sink")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from state_schemas.events import EVENT_TYPE_NAMES, Event
+from state_schemas.index_entry import IndexEntry
 from state_schemas.item_vector import ItemVector
 from state_schemas.user_profile import FP_BYTES, NO_TS, Session, UserProfile
 from state_schemas.user_profile_v1 import N_TYPES
@@ -109,6 +110,23 @@ def item_vectors(draw: st.DrawFn) -> ItemVector:
     )
 
 
+@st.composite
+def index_entries(draw: st.DrawFn) -> IndexEntry:
+    """Any per-item index state the codec must carry (the bias is stored as float32)."""
+    dim = draw(st.sampled_from([0, 1, 3]))
+    return IndexEntry(
+        vector=draw(st.binary(min_size=4 * dim, max_size=4 * dim)),
+        bias=draw(st.floats(allow_nan=False, allow_infinity=False, width=32)),
+        vector_seq=draw(st.integers(0, U64)),
+        popularity=draw(finite),
+        popularity_ts=draw(st.integers(I64_MIN, I64_MAX)),
+        count=draw(st.integers(0, U64)),
+        weight=draw(finite),
+        category=draw(st.one_of(st.just(""), text)),
+        ordinal=draw(st.integers(0, U64)),
+    )
+
+
 def typical_profile() -> UserProfile:
     """A profile of the size the job keeps for an active user (fixed, for example-based tests)."""
     return UserProfile(
@@ -136,6 +154,8 @@ SAMPLES: dict[str, Any] = {
     "event": Event("evt-1", "user-42", "item-7", "purchase", 1_764_000_000_000, "books", 1200, "s-9", 9.99, 2),
     "user_profile": typical_profile(),
     "item_vector": ItemVector(bytes(range(256)), 0.5, 12, 13, 1_764_000_000_000),
+    "index_entry": IndexEntry(bytes(range(256)), 0.5, 13, 3.25, 1_764_000_000_000, 4, 6.5, "books", 12),
+    "seen_items": tuple(f"item-{i}" for i in range(50)),
 }
 
 #: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
@@ -144,4 +164,6 @@ EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
     "event": events(),
     "user_profile": profiles(),
     "item_vector": item_vectors(),
+    "index_entry": index_entries(),
+    "seen_items": st.lists(ids, max_size=20).map(tuple),
 }

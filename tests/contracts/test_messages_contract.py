@@ -17,11 +17,34 @@ from operators.ann.index import AnnIndex
 from pipeline.errors import SchemaError
 from state_schemas.codec import TAGS
 from state_schemas.item_vector import ItemVector
-from state_schemas.messages import ItemUpdate, decode_update, decode_vector_msg, encode_update, encode_vector_msg
+from state_schemas.messages import (
+    InteractionMsg,
+    ItemUpdate,
+    PartialMsg,
+    QueryMsg,
+    decode_interaction,
+    decode_partial,
+    decode_query,
+    decode_request,
+    decode_update,
+    decode_vector_msg,
+    encode_interaction,
+    encode_partial,
+    encode_query,
+    encode_request,
+    encode_update,
+    encode_vector_msg,
+)
 from state_schemas.registry import CODECS
+from state_schemas.requests_v1 import RequestV1
 from tests.contracts.strategies import SAMPLES
 
 _STATE = ItemVector.from_array(np.linspace(-1, 1, 16), bias=0.5, update_count=3, seq=3, updated_ts=1_764_000_000_000)
+
+_QUERY = QueryMsg("r1", "u1", "request", 10, "personalized", 5, np.linspace(0, 1, 4, dtype=np.float32), ("a",),
+                  "books", ("b", "c"), 4, None, 2)
+_PARTIAL = PartialMsg("r1", "u1", "eval", 10, "session", 5, None, "i9", 1, 2, (("a", 1.5),), (("b", 2.0),), (),
+                      True, "s1:v3", "bpr64")
 
 _ANN = AnnIndex(dim=4)
 _ANN.upsert_many(["a", "b"], np.eye(4, dtype=np.float32)[:2])
@@ -31,6 +54,10 @@ BLOBS: dict[str, bytes] = {
     "item_update": encode_update(ItemUpdate("item-7", 1_764_000_000_000, 1.5, np.linspace(0, 1, 16), -0.25)),
     "item_vector_msg": encode_vector_msg("item-7", 1_764_000_000_000, _STATE),
     "ann_index": _ANN.to_bytes(),
+    "request_msg": encode_request(RequestV1("r1", "u1", 5, 10, True, None, 0)),
+    "query_msg": encode_query(_QUERY),
+    "interaction_msg": encode_interaction(InteractionMsg("i1", 5, 1.0, "books", (("i1", "i2", 1.0),))),
+    "partial_msg": encode_partial(_PARTIAL),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -38,6 +65,10 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "item_update": decode_update,
     "item_vector_msg": decode_vector_msg,
     "ann_index": AnnIndex.from_bytes,
+    "request_msg": decode_request,
+    "query_msg": decode_query,
+    "interaction_msg": decode_interaction,
+    "partial_msg": decode_partial,
 }
 
 
@@ -69,3 +100,13 @@ def test_encoding_an_update_does_not_touch_the_gradient() -> None:
     before = grad.copy()
     encode_update(ItemUpdate("i", 0, 1.0, grad, 0.0))
     assert grad.dtype == np.float64 and np.array_equal(grad, before)
+
+
+def test_serving_records_round_trip() -> None:
+    q = decode_query(BLOBS["query_msg"])
+    assert q._replace(vector=None) == _QUERY._replace(vector=None)
+    assert q.vector is not None and np.array_equal(q.vector, _QUERY.vector)
+    assert decode_query(encode_query(_QUERY._replace(vector=None))).vector is None
+    assert decode_partial(BLOBS["partial_msg"]) == _PARTIAL
+    assert decode_request(BLOBS["request_msg"]) == RequestV1("r1", "u1", 5, 10, True, None, 0)
+    assert decode_interaction(BLOBS["interaction_msg"]).pairs == (("i1", "i2", 1.0),)
