@@ -2,7 +2,9 @@
 
 The full personalization job runs in a local MiniCluster; a generator sends events of users with
 hidden favourite categories (1% malformed, some redelivered); the view shows events/s, sessions
-closed and dead letters, then a few profiles read back from Cassandra.
+closed and dead letters, then a few profiles read back from Cassandra. Last, a spotlight user browses
+one category, asks for recommendations, moves to another category and asks again: the two answers
+(read from the `recommendations` topic like any consumer would) show the shift and how long it took.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def run_job_demo(
             if elapsed > timeout_s:
                 msg = f"demo timed out after {timeout_s:.0f}s; see the Flink log in {settings.cache_dir / 'logs/flink'}"
                 raise LiverecError(msg)
+        spotlight(settings, run, console, timeout_s=120)
     finally:
         client.cancel().result()
         sessions.close()
@@ -178,4 +181,66 @@ def run_count_demo(settings: Settings, *, events: int, users: int, timeout_s: fl
     console.print(f"[bold]{'exact' if exact else 'MISMATCH'}:[/] {sum(latest.values())} events counted")
     if not exact:
         msg = "committed counts differ from what was generated"
+        raise LiverecError(msg)
+
+
+def _category_of(item_id: str, items: int = 1000) -> str:
+    """The generator's category of one of its item ids (``i<index>``)."""
+    per = items // len(generator.CATEGORIES)
+    return generator.CATEGORIES[min(int(item_id[1:]) // per, len(generator.CATEGORIES) - 1)]
+
+
+def _ask(settings: Settings, answers: CommittedCounter, user: str, request_id: str, timeout_s: float) -> dict:
+    """Send one request and wait (polling, with a deadline) for its committed answer."""
+    import json
+
+    doc = {"request_id": request_id, "user_id": user, "k": 10, "ts": int(time.time() * 1000)}
+    produce(settings, settings.topic("rec-requests"), [(user.encode(), json.dumps(doc).encode())])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answers.poll(keep=True)
+        for raw in answers.values:
+            a = json.loads(raw)
+            if a["request_id"] == request_id:
+                return a
+    msg = f"no answer to request {request_id} within {timeout_s:.0f}s; see the Flink log in {settings.cache_dir}/logs"
+    raise LiverecError(msg)
+
+
+def spotlight(settings: Settings, run: str, console: Console, *, timeout_s: float) -> None:
+    """One user browses books, asks, moves to garden, asks again: recommendations follow within seconds."""
+    import json
+
+    user = f"{run}spotlight"
+    answers = CommittedCounter(settings, settings.topic("recommendations"), int(time.time() * 1000) - 1000)
+    console.rule(f"[bold]spotlight: {user} moves from books to garden")
+    shown: list[tuple[str, dict, float]] = []
+    try:
+        for step, cat in enumerate(("books", "garden")):
+            base = generator.CATEGORIES.index(cat) * 125
+            now = int(time.time() * 1000)
+            evs = [
+                (user.encode(), json.dumps({"event_id": f"{user}-{cat}-{j}", "user_id": user,
+                                            "item_id": f"i{base + 7 * j}", "type": "click", "ts": now + j,
+                                            "category": cat}).encode())
+                for j in range(6)
+            ]
+            t0 = time.monotonic()
+            produce(settings, settings.topic("events"), evs)
+            answer = _ask(settings, answers, user, f"{user}-{step}", timeout_s)
+            shown.append((cat, answer, time.monotonic() - t0))
+    finally:
+        answers.close()
+    table = Table(title=f"recommendations for {user} (k=10), as a consumer of the recommendations topic reads them")
+    for col in ("after 6 clicks in", "source", "categories of the 10 items", "seconds from clicks to answer"):
+        table.add_column(col)
+    for cat, a, secs in shown:
+        cats = Counter(_category_of(i["item_id"]) for i in a["items"])
+        table.add_row(cat, a["source"], ", ".join(f"{c} {n}" for c, n in cats.most_common()), f"{secs:.1f}")
+    console.print(table)
+    share = [sum(_category_of(i["item_id"]) == "garden" for i in a["items"]) for _, a, _ in shown]
+    console.print(f"garden items in the answer: {share[0]} before, {share[1]} after the move "
+                  f"({'followed the session' if share[1] > share[0] else 'DID NOT MOVE'})")
+    if share[1] <= share[0]:
+        msg = "the spotlight user's recommendations did not follow the session into the new category"
         raise LiverecError(msg)
