@@ -67,12 +67,15 @@ class Settings(BaseSettings):
 
     # Serving and online evaluation (docs/configuration.md#serving)
     index_shards: int = Field(default=1, ge=1, description="Index shards; each request is scattered to all.")
-    index_candidates: int = 200  # HNSW / co-occurrence / popularity candidates per shard before the blend
-    index_exact_below: int = 0  # rank all eligible items exactly when a shard has at most this many
-    gather_timeout_ms: int = 2_000  # answer with the shards that replied after this long (index_shards > 1)
-    session_weight: float = 0.0  # share of the live-session vector in a personalized query
-    personalize_after_events: int = 3  # fewer events than this: served from the session, not the embedding
-    seen_items_max: int = 1_000  # items remembered per user for "exclude seen" and the evaluation
+    # HNSW / co-occurrence / popularity candidates per shard before the blend
+    index_candidates: int = Field(default=200, ge=1)
+    # rank exactly (no HNSW) when at most this many items are eligible for a query in a shard
+    index_exact_below: int = Field(default=0, ge=0)
+    # answer with the shards that replied after this long (index_shards > 1)
+    gather_timeout_ms: int = Field(default=2_000, ge=0)
+    session_weight: float = Field(default=0.0, ge=0.0, le=1.0)  # live-session share of a personalized query
+    personalize_after_events: int = Field(default=3, ge=0)  # fewer events: served from the session rung
+    seen_items_max: int = Field(default=1_000, ge=1)  # items remembered per user ("exclude seen", evaluation)
     online_eval_percent: int = Field(default=100, ge=0, le=100,
                                      description="Share of interactions scored test-then-learn (by event id).")
     eval_k: int = 10  # hit-rate@k of the online evaluation

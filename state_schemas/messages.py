@@ -272,5 +272,5 @@ def decode_partial(data: bytes) -> PartialMsg:
 
 
 def partial_qid(data: bytes) -> str:
-    """Query id of a partial answer (the gather step's key) without building the whole record."""
+    """Query id of a partial answer (the gather step's key)."""
     return str(decode_partial(data).qid)

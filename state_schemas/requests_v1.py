@@ -10,9 +10,9 @@ Request rules of v1:
 - ``request_id``, ``user_id``: the id rule of the event contract (a string of 1..128 characters without
   control characters, or an integer in [0, 2**63) normalised to its decimal string), so a request for
   user ``7`` reads the profile built from events of user ``"7"``.
-- ``k``: integer in [1, 100], default 10. ``exclude_seen``: boolean, default true (the user's recent
-  items are never recommended). ``filters``: object, optional; ``filters.category`` keeps only items of
-  that category (case-sensitive, like event categories).
+- ``k``: integer in [1, 100], default 10. ``exclude_seen``: boolean, default true (no item the user
+  interacted with, up to the last ``seen_items_max``, is recommended). ``filters``: object, optional;
+  ``filters.category`` keeps only items of that category (case-sensitive, like event categories).
 - ``ts``: request time, integer epoch milliseconds >= 0 (required: it orders requests in event time).
 - Absent and ``null`` mean the same; unknown fields (top level or in ``filters``) are ignored and
   counted; ``schema_version`` is absent or ``1``.
@@ -22,8 +22,10 @@ model_version, index_version, freshest_event_ts, served_at}`` in that key order,
 ``items`` is best first: the list order is the ranking; a score is comparable only with scores of the
 same source. ``source`` says which rung of the ladder answered:
 
-- ``personalized``: the user's embedding (blended with their recent items) queried the index;
-- ``session``: no embedding yet, neighbours of the user's recent items;
+- ``personalized``: the user's embedding (blended with their recent items when ``session_weight`` > 0)
+  queried the index, re-ranked with co-occurrence and popularity;
+- ``session``: fewer than ``personalize_after_events`` events so far: the mean vector of the user's
+  recent items queried the index, re-ranked with their co-occurrence neighbours and popularity;
 - ``trending``: the user has history but the index gave nothing usable (empty or rebuilding), so the
   currently most popular items were served;
 - ``cold_start``: nothing known about the user, trending items were served; with an empty ``items``
@@ -91,7 +93,7 @@ class RequestWireV1(BaseModel):
         default=None, description=f"How many items, 1..{MAX_K}; absent or null means {DEFAULT_K}."
     )
     exclude_seen: Annotated[bool, Field(strict=True)] | None = Field(
-        default=None, description="Leave out the user's recent items; absent or null means true."
+        default=None, description="Leave out every item the user interacted with; absent or null means true."
     )
     filters: FiltersWireV1 | None = None
     ts: Annotated[int, Field(strict=True, ge=0, description="Request time, epoch milliseconds UTC.")]

@@ -2,7 +2,7 @@
 
 Why beside the profile and not in it: the profile's `recent_items` is short (it seeds co-occurrence
 and the session vector); exclusion of "already seen" items and the online evaluation's "unseen item"
-rule need the whole history, which is read only when a query is built.
+rule need the whole history, and keeping it out of the profile keeps the profile's Cassandra row small.
 
 Byte layout, v1: tag 'S', version u16 = 1, N u32, B u32, then B bytes: N item ids UTF-8 joined by U+001F,
 oldest first.

@@ -16,7 +16,7 @@ sequence of calls; ``num_threads > 1`` makes insertion order (and so the graph) 
 After `from_bytes` hnswlib's level generator restarts from its default seed, so later inserts may
 differ from those on the object that was saved.
 
-Byte format, version 1 (little endian; tag ``b"A"``, not yet listed in `state_schemas.codec.TAGS`)::
+Byte format, version 1 (little endian; tag ``b"A"``, listed in `state_schemas.codec.TAGS`)::
 
     offset  size          field
     0       1             format tag, u8: ord("A")

@@ -34,6 +34,7 @@ INDEX_KEY_PREFIX = "\x01"  # user-stage records for the index carry "\x01<shard>
 ITEMS_STATE = "index-items"
 COOC_STATE = "index-cooc"
 _SEP = "\x1f"
+REPORT_EVERY = 10_000  # a size report on index-events per this many mutations of a shard
 _QUERY, _INTERACTION, _VECTOR = TAGS["query_msg"], TAGS["interaction_msg"], TAGS["item_vector_msg"]
 
 
@@ -64,6 +65,7 @@ class IndexStage(KeyedProcessFunction):
                                                                       Types.PICKLED_BYTE_ARRAY()))
         self.cooc = runtime_context.get_map_state(MapStateDescriptor(COOC_STATE, Types.STRING(), Types.DOUBLE()))
         self.live: dict[str, IndexShard] = {}
+        self.reported: dict[str, int] = {}
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.queries = group.counter("index_queries")
         self.vectors = group.counter("index_vector_updates")
@@ -111,3 +113,8 @@ class IndexStage(KeyedProcessFunction):
             msg = f"index stage: record with tag {tag} on key {key!r}: the job graph routes a foreign record here"
             raise ValueError(msg)
         self.n_items = sum(len(s) for s in self.live.values())
+        if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
+            self.reported[key] = shard.mutations // REPORT_EVERY
+            yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),
+                              "mutations": shard.mutations, "index_version": shard.version,
+                              "at_ms": int(time.time() * 1000)}, separators=(",", ":")).encode()

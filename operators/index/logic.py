@@ -203,7 +203,9 @@ class IndexShard:
     ) -> IndexShard:
         """A shard rebuilt from keyed state, items in their original order (bit-identical scores).
 
-        After a rescale, ordinals of two old shards interleave; ties go by id.
+        A rescale of the job moves whole shard keys, so this holds across rescales too. Changing
+        ``index_shards`` is different: items would sit in shards that no longer own them; it needs a
+        fresh index (docs/operations.md).
         """
         s = cls(shard, shards, params)
         for item_id, e in sorted(entries, key=lambda p: (p[1].ordinal, p[0])):

@@ -1,9 +1,11 @@
 """Flink adapter of the user stage: keyed by user, connected to the broadcast item vectors.
 
-Per event: dedupe/session/interest update (`operators.profile.logic`), one BPR step against the local
-item table (`operators.profile.embedding`), item gradients out on the main output (to the item
-stage), an event-time timer for the session gap and an aligned processing-time timer that coalesces
-the profile's Cassandra write. A closed session goes to `SESSIONS` and to Cassandra.
+Per event: dedupe/session/interest update (`operators.profile.logic`), a test-then-learn evaluation
+query to the index shards (when sampled), interaction shares to the index shards, one BPR step against
+the local item table (`operators.profile.embedding`) with item gradients out on the main output (to
+the item stage), an event-time timer for the session gap and an aligned processing-time timer that
+coalesces the profile's Cassandra write. A closed session goes out under `SESSION_KEY` and to
+Cassandra. Per request (same input stream, tagged record): the user's query, scattered to every shard.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Answering a recommendation request in-stream: query, re-rank, fall back, and merge index shards.
 
-Pure: no pyflink import, the clock is the ``now_ms`` parameter. The Flink adapter reads the user's
-profile (keyed state), calls `build_query`, sends ``query.vector`` to the index shards, gathers their
-partial top-k lists with `Pending` / `merge_partials`, and calls `serve` with the merged list.
+Pure: no pyflink import, the clock is the ``now_ms`` parameter. In the job, the user stage calls
+`make_query` (on `build_query`) with the user's keyed state and scatters the `QueryMsg` to the index
+shards (`operators.index.logic.IndexShard.rank` ranks there); the gather step merges the shards'
+partials with `Pending` / `merge_partials` and `finish` applies the ladder.
 
 The ladder (see `state_schemas.requests_v1` for the ``source`` values): a user with an embedding gets
 ``personalized``; recent items but no embedding yet gets ``session``; nobody known gets ``cold_start``
@@ -14,26 +15,18 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from operators.learner.blend import Blend
-from operators.learner.frozen import FrozenMap
-from operators.learner.popularity import decay, log_popularity
-from operators.learner.rank import top_k
+from operators.learner.popularity import decay
 from pipeline.errors import ConfigError
 from state_schemas.codec import NO_TS
 from state_schemas.messages import PartialMsg, QueryMsg
-from state_schemas.requests_v1 import Answer, RequestV1, Source
+from state_schemas.requests_v1 import Answer, Source
 from state_schemas.user_profile import UserProfile
-
-#: Weights of the serving blend. ``ann`` is the index score (the BPR inner product for a personalized
-#: query); the others mirror `operators.learner.blend.DEFAULT_WEIGHTS`, which the offline eval tuned.
-DEFAULT_WEIGHTS: Final[Mapping[str, float]] = FrozenMap({"ann": 1.0, "cooc": 1.0, "pop": 0.2})
 
 Scored = tuple[str, float]
 ItemVectors = Callable[[str], NDArray[np.floating] | None]
@@ -140,163 +133,6 @@ def build_query(
         vector = user if user is not None else session
     out = None if vector is None else vector.astype(np.float32)
     return Query(profile.user_id, source, out, exclude, category, recent, fresh)
-
-
-def _eligible(
-    items: Iterable[str], exclude: frozenset[str] | set[str], category_of: CategoryOf | None, category: str | None
-) -> list[str]:
-    if category is not None and category_of is None:
-        msg = "serving: a category filter needs category_of (item -> category); pass the item catalogue lookup."
-        raise ConfigError(msg)
-    out = [i for i in items if i not in exclude]
-    if category is not None and category_of is not None:
-        out = [i for i in out if category_of(i) == category]
-    return out
-
-
-def _popularity_arrays(
-    items: list[str], popularity: Mapping[str, tuple[float, float]]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    pairs = [popularity.get(i, (0.0, 0.0)) for i in items]
-    arr = np.array(pairs, dtype=np.float64).reshape(len(items), 2)
-    return arr[:, 0], arr[:, 1]
-
-
-def rerank(
-    candidates: Iterable[Scored],
-    *,
-    popularity: Mapping[str, tuple[float, float]],
-    cooc_scores: Mapping[str, float] | None,
-    now_ms: int,
-    half_life_ms: float,
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
-    k: int,
-    exclude: frozenset[str] | set[str] = frozenset(),
-    category_of: CategoryOf | None = None,
-    category: str | None = None,
-) -> list[Scored]:
-    """Top ``k`` of the index candidates by a z-scored blend of index score, co-occurrence and popularity.
-
-    Excluded, filtered-out and non-finite candidates are dropped before z-scoring, so the blend is
-    standardised over what can actually be shown. A duplicate candidate keeps its best index score.
-    Ties go to the smaller item id, so the result does not depend on the candidates' order.
-
-    >>> pop = {"a": (1.0, 0.0), "b": (50.0, 0.0)}
-    >>> rerank([("a", 0.9), ("b", 0.1)], popularity=pop, cooc_scores=None, now_ms=0, half_life_ms=1e9,
-    ...        weights={"ann": 1.0, "cooc": 1.0, "pop": 0.0}, k=5)
-    [('a', 1.0), ('b', -1.0)]
-    """
-    best: dict[str, float] = {}
-    for item, s in candidates:
-        s = float(s)
-        if math.isfinite(s) and s > best.get(item, -math.inf):
-            best[item] = s
-    items = sorted(_eligible(best, exclude, category_of, category))
-    if not items or k <= 0:
-        return []
-    values, ts = _popularity_arrays(items, popularity)
-    components = {"ann": [best[i] for i in items], "pop": log_popularity(values, ts, now_ms, half_life_ms)}
-    if cooc_scores is not None:
-        components["cooc"] = [float(cooc_scores.get(i, 0.0)) for i in items]
-    scores = Blend(weights).score(components)
-    return [(items[j], float(scores[j])) for j in top_k(scores, k)]
-
-
-def trending(
-    popularity: Mapping[str, tuple[float, float]],
-    *,
-    now_ms: int,
-    half_life_ms: float,
-    k: int,
-    exclude: frozenset[str] | set[str] = frozenset(),
-    category_of: CategoryOf | None = None,
-    category: str | None = None,
-) -> list[Scored]:
-    """The ``k`` items with the highest decayed popularity at ``now_ms`` (score: the decayed count).
-
-    Ties go to the smaller item id. Items with a zero (or non-finite) decayed count are not trending.
-
-    >>> trending({"a": (4.0, 0), "b": (3.0, 10), "c": (1.0, 10)}, now_ms=10, half_life_ms=10, k=2)
-    [('b', 3.0), ('a', 2.0)]
-    """
-    items = sorted(_eligible(popularity, exclude, category_of, category))
-    if not items or k <= 0:
-        return []
-    values, ts = _popularity_arrays(items, popularity)
-    now = decay(values, ts, now_ms, half_life_ms)
-    now[~(now > 0)] = -np.inf  # top_k never returns -inf (nor NaN)
-    return [(items[j], float(now[j])) for j in top_k(now, k)]
-
-
-@dataclass(frozen=True, slots=True)
-class ServeParams:
-    """Tuning of `serve`, one value per job (weights are copied into an immutable, picklable map)."""
-
-    half_life_ms: float = 86_400_000.0  # popularity half-life (one day)
-    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
-    fill_with_trending: bool = True  # pad a short personalised list with trending items
-
-    def __post_init__(self) -> None:
-        if not self.half_life_ms > 0:
-            msg = f"ServeParams.half_life_ms must be > 0 ms, got {self.half_life_ms!r}."
-            raise ConfigError(msg)
-        object.__setattr__(self, "weights", Blend(self.weights).weights)  # validates and freezes
-
-
-def serve(
-    query: Query,
-    ann_results: Iterable[Scored] | None,
-    request: RequestV1,
-    *,
-    popularity: Mapping[str, tuple[float, float]],
-    cooc_scores: Mapping[str, float] | None = None,
-    category_of: CategoryOf | None = None,
-    now_ms: int,
-    model_version: str,
-    index_version: str,
-    params: ServeParams = ServeParams(),  # noqa: B008 - frozen, so a shared default is safe
-) -> Answer:
-    """The answer to ``request``: re-ranked index results, else co-occurrence neighbours, else trending.
-
-    ``ann_results`` is None or empty when the index is missing or rebuilding; then a session user is
-    still served from ``cooc_scores`` (neighbours of their recent items) and anyone else from trending.
-    A short list is padded with trending items (after the ranked ones). Excluded and filtered-out items
-    never appear; the answer is empty (``cold_start``) only when no item at all is eligible.
-    """
-    k = request.k
-    common = {
-        "now_ms": now_ms,
-        "half_life_ms": params.half_life_ms,
-        "k": k,
-        "exclude": query.exclude,
-        "category_of": category_of,
-        "category": query.category,
-    }
-    items: list[Scored] = []
-    source = Source.TRENDING
-    if query.source is not Source.COLD_START:
-        candidates = list(ann_results or ())
-        if not candidates and cooc_scores:
-            candidates = [(i, 0.0) for i in cooc_scores]  # index unavailable: co-occurrence alone ranks
-        items = rerank(candidates, popularity=popularity, cooc_scores=cooc_scores, weights=params.weights, **common)
-        if items:
-            source = query.source
-    if not items or (params.fill_with_trending and len(items) < k):
-        taken = {i for i, _ in items}
-        more = trending(popularity, **{**common, "k": k - len(items), "exclude": query.exclude | taken})
-        items += more
-    if query.source is Source.COLD_START or not items:
-        source = Source.COLD_START
-    return Answer(
-        request_id=request.request_id,
-        user_id=request.user_id,
-        items=tuple(items),
-        source=source,
-        model_version=model_version,
-        index_version=index_version,
-        freshest_event_ts=query.freshest_event_ts,
-        served_at=now_ms,
-    )
 
 
 def merge_partials(partials: Iterable[Iterable[Scored]], k: int) -> list[Scored]:

@@ -3,12 +3,15 @@
 One job process (the `flink run` entry point, in a local MiniCluster) serves requests for a new, a
 warm and a hot user: each gets exactly one answer with the right `source`, and never an item the user
 already interacted with. An item many users take up moves up in a user's answer. Then the job is
-killed right after a checkpoint, restored from it, and the same request gets the same answer.
+killed right after a checkpoint, `liverec state check` accepts that checkpoint (and refuses it under
+another max parallelism), the job is restored from it, and the same request gets the same answer.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +49,13 @@ class Answers:
         missing = lambda: ids - {a["request_id"] for a in self.all}  # noqa: E731
         assert wait_until(got, timeout_s, interval_s=1), f"no answer to {missing()}; job log {log}"
         return {a["request_id"]: a for a in self.all if a["request_id"] in ids}
+
+
+def _state_check(env: dict[str, str], checkpoint: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "pipeline.cli", "state", "check", "--savepoint", str(checkpoint)],
+        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300, check=False,
+    )
 
 
 def _request(settings, rid: str, user: str, *, k: int = 10, exclude_seen: bool = True) -> None:  # noqa: ANN001
@@ -121,6 +131,11 @@ def test_sources_exclusions_vector_moves_and_same_answer_after_restore(isolated,
         _kill(proc)
     checkpoint = _latest_checkpoint(chk_dir)
     assert checkpoint is not None
+    # Before the restore, as an SRE would: the retained checkpoint fits this build, and not another max parallelism.
+    ok = _state_check(env, checkpoint)
+    assert ok.returncode == 0 and "compatible with this build" in ok.stdout, ok.stdout + ok.stderr[-2000:]
+    bad = _state_check({**env, "LIVEREC_MAX_PARALLELISM": "64"}, checkpoint)
+    assert bad.returncode == 1 and "max parallelism" in bad.stdout, bad.stdout + bad.stderr[-2000:]
     proc = _start({**env, "LIVEREC_RESTORE_PATH": str(checkpoint)}, log)
     try:
         _request(s, f"{pre}r-same-2", hot)

@@ -91,8 +91,8 @@ def test_low_level_decoder_failures_become_schema_errors() -> None:
 
 
 def test_unknown_tag() -> None:
-    with pytest.raises(SchemaError, match=r"format tag 0x51, expected 0x5a: .*wired to the wrong codec"):
-        V2.decode(b"Q\x02\x00" + bytes(16))
+    with pytest.raises(SchemaError, match=r"format tag 0x7e, expected 0x5a: .*wired to the wrong codec"):
+        V2.decode(b"~\x02\x00" + bytes(16))
 
 
 def test_encode_errors_name_the_codec_and_the_type() -> None:
