@@ -264,11 +264,12 @@ def eval_offline(
     k: int = typer.Option(10, help="Cut-off of recall@k."),
     limit: int = typer.Option(0, help="Replay only the first N events (0 = all)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
+    served: bool = typer.Option(False, "--served", help="Also replay the model as the job serves it (slower)."),
 ) -> None:
     """Replay a dataset in timestamp order, test-then-learn, and print recall@k beside popularity."""
     from pipeline.eval_offline import main as run
 
-    run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out)
+    run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out, served=served)
 
 
 @app.command("eval-pipeline")

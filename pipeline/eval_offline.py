@@ -24,6 +24,7 @@ from pipeline.errors import ConfigError
 
 BASELINE = "most-popular"
 MODEL = "blend"
+SERVED = "served"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +176,14 @@ def main(
     k: int = 10,
     limit: int = 0,
     json_out: Path | None = None,
+    served: bool = False,
 ) -> ReplayResult:
-    """Load, replay popularity and the blend in one run, print a table, optionally write JSON."""
+    """Load, replay popularity and the blend in one run, print a table, optionally write JSON.
+
+    ``served`` adds the same learner ranked the way the job serves it (`ServedRecommender`: one index
+    shard, HNSW candidates, the session rung for new users, with the job's settings): the offline figure
+    that `liverec eval-pipeline` must reproduce.
+    """
     import typer
     from rich import box
     from rich.console import Console
@@ -195,6 +202,8 @@ def main(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from exc
     models: dict[str, ReplayModel] = {BASELINE: MostPopular(), MODEL: OnlineRecommender(params, seed=seed)}
+    if served:
+        models[SERVED] = served_model(params, seed)
     console = Console()
     if console.is_terminal:
         with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -236,6 +245,18 @@ def main(
         }
         Path(json_out).write_text(json.dumps(payload, indent=2) + "\n")
     return result
+
+
+def served_model(params: RecommenderParams, seed: int) -> ReplayModel:
+    """`ServedRecommender` with the job's serving settings (LIVEREC_* / defaults)."""
+    from operators.index.logic import ShardParams
+    from operators.learner.recommender import ServedRecommender
+    from pipeline.settings import load_settings
+
+    s = load_settings()
+    shard = ShardParams(bpr=params.bpr, cooc=params.cooc, half_life_ms=params.half_life_s, weights=params.blend,
+                        candidates=s.index_candidates, exact_below=s.index_exact_below, seed=seed)
+    return ServedRecommender(params, seed, shard, personalize_after=s.personalize_after_events)
 
 
 def _ratio(a: float, b: float) -> float:

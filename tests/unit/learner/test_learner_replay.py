@@ -106,3 +106,24 @@ def test_blend_beats_popularity_on_the_first_20k_movielens_events() -> None:
     assert 0.05 < pop.recall < 0.12  # sanity: the baseline itself is in the known range
     assert model.recall >= 1.5 * pop.recall
     assert model.recall_last_half >= 1.5 * pop.recall_last_half
+
+
+def test_served_model_with_exact_ranking_is_the_offline_blend() -> None:
+    """The job's ranking path (index shard), made exhaustive, ranks like the offline blend."""
+    from operators.index.logic import ShardParams
+    from operators.learner.recommender import ServedRecommender
+
+    rng = np.random.default_rng(5)
+    n = 2500
+    users = rng.integers(0, 80, n)
+    items = np.minimum(rng.zipf(1.4, n) - 1, 299)
+    _, first = np.unique(items, return_index=True)
+    rank = np.empty(items.max() + 1, dtype=np.int64)
+    rank[items[np.sort(first)]] = np.arange(first.size)
+    events = Events(users.astype(np.int64), rank[items], np.arange(n, dtype=np.int64) * 60)
+    p = RecommenderParams()
+    sp = ShardParams(bpr=p.bpr, cooc=p.cooc, half_life_ms=p.half_life_s, weights=p.blend, exact_below=10**6)
+    r = replay(events, {"blend": OnlineRecommender(p, seed=3), "served": ServedRecommender(p, 3, sp)})
+    blend, served = r.models["blend"], r.models["served"]
+    assert blend.evaluated == served.evaluated > 500
+    assert abs(served.recall - blend.recall) <= 0.01, (served.recall, blend.recall)
