@@ -47,6 +47,10 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         # barrier waits behind all of it (checkpoints time out). Debloating keeps ~1 s of data in flight.
         "taskmanager.network.memory.buffer-debloat.enabled": "true",
     }
+    if settings.state_backend:
+        conf["state.backend.type"] = settings.state_backend
+    if settings.incremental_checkpoints is not None:
+        conf["execution.checkpointing.incremental"] = str(settings.incremental_checkpoints).lower()
     if settings.restore_path:
         conf["execution.state-recovery.path"] = settings.restore_path
     conf.update(extra or {})

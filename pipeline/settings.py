@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     python_execution_mode: str = "thread"
     job_name: str = "liverec"
     restore_path: str | None = None  # a retained checkpoint or savepoint to start from
+    # None: whatever the cluster's config says (flink-conf/: RocksDB, incremental); a MiniCluster uses hashmap
+    state_backend: str | None = Field(default=None, pattern="^(hashmap|rocksdb)$")
+    incremental_checkpoints: bool | None = None  # None: the cluster's config decides
     python_executable: str | None = None  # default: the interpreter running liverec
     restart_attempts: int = 10
     restart_delay_ms: int = 1_000

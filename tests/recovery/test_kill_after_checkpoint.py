@@ -1,5 +1,7 @@
 """Kill -9 the job right after a checkpoint, restore from that retained checkpoint, count exactly.
 
+Run with the heap (hashmap) state backend and with RocksDB, full and incremental checkpoints.
+
 Profile writes are coalesced (here: one per user per 10 days), so at the kill most profile changes
 covered by the completed checkpoint have NOT reached Cassandra yet. They must arrive after the
 restore (from restored state and restored flush timers), and replayed events must not count twice.
@@ -66,7 +68,15 @@ def _latest_checkpoint(chk_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_path) -> None:
+BACKENDS = {
+    "hashmap": {"LIVEREC_STATE_BACKEND": "hashmap"},
+    "rocksdb-full": {"LIVEREC_STATE_BACKEND": "rocksdb", "LIVEREC_INCREMENTAL_CHECKPOINTS": "false"},
+    "rocksdb-incremental": {"LIVEREC_STATE_BACKEND": "rocksdb", "LIVEREC_INCREMENTAL_CHECKPOINTS": "true"},
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_path, backend: str) -> None:
     chk_dir = tmp_path / "checkpoints"
     log = tmp_path / "job.log"
     start = int(time.time() * 1000) - 3600 * 1000
@@ -78,7 +88,7 @@ def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_p
 
     # Flush timers are aligned to multiples of the interval (epoch-based): with 10 days no boundary can
     # fall inside this run, so at the kill nothing has been flushed (a 60 s interval sometimes crossed one).
-    proc = _start(_job_env(isolated, chk_dir, LIVEREC_PROFILE_FLUSH_MS=str(10 * 86_400_000)), log)
+    proc = _start(_job_env(isolated, chk_dir, LIVEREC_PROFILE_FLUSH_MS=str(10 * 86_400_000), **BACKENDS[backend]), log)
     try:
         # A checkpoint that covers every record of the first batch has completed once the source
         # has committed (on checkpoint completion) offsets for all of them.
@@ -89,10 +99,14 @@ def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_p
         _kill(proc)
     checkpoint = _latest_checkpoint(chk_dir)
     assert checkpoint is not None
+    # Incremental RocksDB checkpoints keep their SST files in the job's shared/ folder; full ones do not.
+    shared = [f for f in checkpoint.parent.glob("shared/**/*") if f.is_file()]
+    assert bool(shared) == (backend == "rocksdb-incremental"), f"{backend}: {len(shared)} shared files"
     users = sorted(first.per_user)
     before = _event_counts(isolated, users)
     exact_before = sum(1 for u in users if before.get(u) == first.per_user[u])
-    print(f"killed after {checkpoint.name}; profiles already exact in Cassandra: {exact_before}/{len(users)}")
+    print(f"[{backend}] killed after {checkpoint.name}; profiles already exact in Cassandra: "
+          f"{exact_before}/{len(users)}")
     # The kill must have cut off unwritten changes, or this test would prove nothing.
     assert exact_before < len(users)
 
@@ -103,7 +117,9 @@ def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_p
     users = sorted(expected)
 
     proc = _start(
-        _job_env(isolated, chk_dir, LIVEREC_PROFILE_FLUSH_MS="1000", LIVEREC_RESTORE_PATH=str(checkpoint)), log
+        _job_env(isolated, chk_dir, LIVEREC_PROFILE_FLUSH_MS="1000", LIVEREC_RESTORE_PATH=str(checkpoint),
+                 **BACKENDS[backend]),
+        log,
     )
     got: dict[str, int] = {}
     try:
