@@ -41,3 +41,13 @@ def isolated(stack: Settings) -> Settings:
     s = stack.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}-"})
     ensure_topics(s)
     return s
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long variants (`soak`) run only when asked for with ``-m soak``; CI runs their short variants."""
+    if "soak" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="long variant: run with `bin/test -m soak`")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
