@@ -90,6 +90,7 @@ def run_series(s, tmp_path: Path, n: Series, **extra: str) -> dict[str, object]:
     chk_dir, log = tmp_path / "checkpoints", tmp_path / "job.log"
     batch, req_ids = _stream(s, n)
     env = _job_env(s, chk_dir, LIVEREC_SESSION_GAP_MS=str(GAP_MS), LIVEREC_PROFILE_FLUSH_MS="1000",
+                   LIVEREC_SOURCE_IDLENESS_MS="5000",
                    LIVEREC_ONLINE_EVAL_PERCENT=str(n.eval_percent), **extra)
     restore: dict[str, str] = {}
     for k in range(n.kills):
@@ -109,6 +110,8 @@ def run_series(s, tmp_path: Path, n: Series, **extra: str) -> dict[str, object]:
     expected_sessions = {u: generator.sessions_by_gap(batch.timeline[u], GAP_MS) for u in users}
     got: dict[str, int] = {}
     answers: Counter[str] = Counter()
+    real: list[dict] = []
+    tick = f"{s.topic_prefix}tick"
 
     def done() -> bool:
         got.update(event_counts(s, users))
@@ -117,19 +120,21 @@ def run_series(s, tmp_path: Path, n: Series, **extra: str) -> dict[str, object]:
         answers.clear()
         answers.update(json.loads(v)["request_id"] for v in read_committed(s, s.topic("recommendations"),
                                                                            idle_ms=1000))
-        return set(answers) >= set(req_ids)
+        real[:] = [x for v in read_committed(s, s.topic("sessions"), idle_ms=1000)
+                   if (x := json.loads(v))["user_id"] != tick]
+        # the tick reaches the session timers only once the (idle) request partitions stop holding the
+        # watermark back (source_idleness_ms)
+        return set(answers) >= set(req_ids) and len(real) >= sum(expected_sessions.values())
 
     proc = _start({**env, **restore}, log)
     try:
         finished = wait_until(done, n.timeout_s, interval_s=3)
-        sessions = [json.loads(v) for v in read_committed(s, s.topic("sessions"), idle_ms=2000)]
         evals = Counter(json.loads(v)["event_id"] for v in read_committed(s, s.topic("evaluations"), idle_ms=2000))
     finally:
         _kill(proc)
-    real = [x for x in sessions if x["user_id"] != f"{s.topic_prefix}tick"]
     return {
         "finished": finished, "log": log, "batch": batch, "got": got, "req_ids": req_ids, "answers": answers,
-        "sessions": real, "expected_sessions": expected_sessions, "evals": evals,
+        "sessions": list(real), "expected_sessions": expected_sessions, "evals": evals,
     }
 
 
