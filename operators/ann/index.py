@@ -51,28 +51,13 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+import hnswlib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pipeline.errors import SchemaError, StateVersionError
-
-if TYPE_CHECKING:
-    import hnswlib
-
-def _hnswlib():  # noqa: ANN202 - the module
-    """hnswlib, imported on first use, not when this module is imported.
-
-    Why: in thread mode every Python operator of a task manager unpickles its function in its own
-    thread at start-up, importing this module from several threads at once; importing the pybind11
-    extension there deadlocked a job start (two threads in the import machinery, observed with
-    py-spy). Only the index operator builds an index, so only its thread imports hnswlib, later.
-    """
-    import hnswlib
-
-    return hnswlib
-
 
 TAG: Final = ord("A")
 FORMAT_VERSION: Final = 1
@@ -125,7 +110,7 @@ class AnnIndex:
         self._next_label = 0
 
     def _new_hnsw(self, capacity: int) -> hnswlib.Index:
-        h = _hnswlib().Index(space="ip", dim=self.dim)
+        h = hnswlib.Index(space="ip", dim=self.dim)
         h.init_index(
             max_elements=capacity, M=self.M, ef_construction=self.ef_construction, random_seed=self.random_seed
         )
@@ -388,7 +373,7 @@ class AnnIndex:
         self._tombstones = tombs
         self._next_label = next_label
         self.version = version
-        self._hnsw = _hnswlib().Index(space="ip", dim=dim)
+        self._hnsw = hnswlib.Index(space="ip", dim=dim)
         with tempfile.TemporaryDirectory(prefix="liverec-ann-") as d:
             path = os.path.join(d, "index.bin")
             with open(path, "wb") as f:
