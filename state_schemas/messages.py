@@ -191,7 +191,6 @@ def decode_query(data: bytes) -> QueryMsg:
     except (TypeError, ValueError, struct.error) as exc:
         msg = f"query_msg: malformed body: {exc}"
         raise SchemaError(msg) from exc
-    _exact("query_msg", tail[_DIM.size + 4 * dim :])
     if len(tail) != _DIM.size + 4 * dim:
         msg = f"query_msg: vector of {dim} floats needs {4 * dim} bytes, record has {len(tail) - _DIM.size}"
         raise SchemaError(msg)

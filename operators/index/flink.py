@@ -70,8 +70,7 @@ class IndexStage(KeyedProcessFunction):
         self.queries = group.counter("index_queries")
         self.vectors = group.counter("index_vector_updates")
         self.restores = group.counter("index_restores")
-        self.n_items = 0
-        group.gauge("index_items", lambda: self.n_items)
+        group.gauge("index_items", lambda: sum(len(s) for s in self.live.values()))
 
     def _shard(self, key: str) -> tuple[IndexShard, bytes | None]:
         shard = self.live.get(key)
@@ -112,7 +111,6 @@ class IndexStage(KeyedProcessFunction):
         else:
             msg = f"index stage: record with tag {tag} on key {key!r}: the job graph routes a foreign record here"
             raise ValueError(msg)
-        self.n_items = sum(len(s) for s in self.live.values())
         if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
             self.reported[key] = shard.mutations // REPORT_EVERY
             yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),

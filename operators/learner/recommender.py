@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +32,9 @@ from operators.learner.cooc import CoocParams, DenseCoOccurrence
 from operators.learner.popularity import bump, log_popularity
 from operators.learner.rank import top_k
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from operators.index.logic import ShardParams
 
 DAY_S = 86_400.0
 
@@ -207,8 +210,8 @@ class ServedRecommender(OnlineRecommender):
     The shard gets each interaction before the item stage's update, like the job's index operator.
     """
 
-    def __init__(self, params: RecommenderParams | None = None, seed: int = 7, shard_params: object = None,
-                 personalize_after: int = 1, recent_items: int = 20) -> None:
+    def __init__(self, params: RecommenderParams | None = None, seed: int = 7,
+                 shard_params: ShardParams | None = None, personalize_after: int = 1, recent_items: int = 20) -> None:
         from operators.index.logic import IndexShard, ShardParams
 
         super().__init__(params, seed)
@@ -217,7 +220,7 @@ class ServedRecommender(OnlineRecommender):
         self._count: dict[int, int] = {}
         self._recent_all: dict[int, list[int]] = {}
         p = self.params
-        sp = shard_params if isinstance(shard_params, ShardParams) else ShardParams(
+        sp = shard_params or ShardParams(
             bpr=p.bpr, cooc=p.cooc, half_life_ms=p.half_life_s, weights=p.blend, seed=seed
         )
         self.shard = IndexShard(0, 1, sp)

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from kafka import KafkaProducer
 
 from pipeline import generator
 from pipeline.cassandra_io import profile_rows
@@ -15,6 +14,7 @@ from pipeline.flink_env import stream_env
 from pipeline.infra.procs import wait_until
 from pipeline.jobs import liverec_job
 from pipeline.kafka_io import produce, read_committed
+from tests.recovery.test_kill_series import _close_sessions as close_sessions
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -38,15 +38,7 @@ def test_job_counts_exactly_dead_letters_bad_input_and_closes_sessions(isolated)
     )
     assert batch.malformed > 0 and batch.duplicates > 0
     produce(s, s.topic("events"), batch.records)
-    # One far-future tick per partition moves every partition's watermark past all sessions above.
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
-    tick_ts = batch.max_ts + 2 * GAP_MS + s.out_of_orderness_ms
-    for p in range(2):
-        tick = {"event_id": f"tick{p}", "user_id": f"{s.topic_prefix}tick", "item_id": "i0", "type": "view",
-                "ts": tick_ts}
-        producer.send(s.topic("events"), json.dumps(tick).encode(), partition=p)
-    producer.flush()
-    producer.close()
+    close_sessions(s, batch)  # one far-future tick per partition: every partition's watermark passes
 
     env = stream_env(s)
     liverec_job.build(env, s)
