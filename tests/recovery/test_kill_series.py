@@ -174,6 +174,7 @@ def test_three_kills_lose_nothing_and_double_nothing(isolated, tmp_path) -> None
     check_exactly_once(run_series(isolated, tmp_path, Series(events=4000, users=400)))
 
 
+@pytest.mark.soak  # timing-dependent: it passed and failed in two fresh-clone CI runs (0 duplicates once)
 def test_negative_control_at_least_once_answers_are_seen_duplicated(isolated, tmp_path) -> None:
     r = run_series(isolated, tmp_path, Series(events=4000, users=400, request_every=4),
                    LIVEREC_RECOMMENDATIONS_DELIVERY="at_least_once")
