@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
     item_flush_ms: int = 1_000  # at most one item-vector feedback record per item per interval
     item_store_ms: int = 10_000  # at most one Cassandra item_vectors write per item per interval
+    feedback_batch_ms: int = Field(default=200, ge=1)  # item vectors are batched this long for the feedback topic
     max_event_bytes: int = 16_384  # larger records go to the dead-letter topic
     max_clock_skew_ms: int = 86_400_000  # events further in the future than this are dead-lettered
     min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered

@@ -46,6 +46,7 @@ TAGS: Final[Mapping[str, int]] = {
     "query_msg": ord("Q"),
     "interaction_msg": ord("N"),
     "partial_msg": ord("P"),
+    "vector_batch_msg": ord("B"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

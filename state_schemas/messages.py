@@ -273,3 +273,52 @@ def decode_partial(data: bytes) -> PartialMsg:
 def partial_qid(data: bytes) -> str:
     """Query id of a partial answer (the gather step's key)."""
     return str(decode_partial(data).qid)
+
+
+# --- item-vector batches (the feedback topic) -----------------------------------------------------
+# VectorBatch v1: tag 'B', version u16 = 1, ts i64 (newest event time inside, at the same offset as an
+# ItemVectorMsg's so one timestamp assigner reads both), N u32, then N times (u32 length, ItemVectorMsg).
+# Why batches: the user stage reads the feedback as the second input of a two-input operator, and Flink
+# alternates between inputs record by record; one record per item vector let the feedback (hundreds of
+# vectors per second) fall ever further behind the events (tens per second), so the user stage learned
+# against item vectors that grew minutes old. A batch is one record, whatever its size.
+
+_BATCH: Final = struct.Struct("<BHqI")
+_LEN: Final = struct.Struct("<I")
+
+
+def encode_vector_batch(msgs: list[bytes]) -> bytes:
+    """One feedback record holding several ItemVectorMsg records."""
+    ts = max((vector_msg_ts(m) for m in msgs), default=0)
+    parts = [_BATCH.pack(TAGS["vector_batch_msg"], 1, ts, len(msgs))]
+    for m in msgs:
+        parts += [_LEN.pack(len(m)), m]
+    return b"".join(parts)
+
+
+def decode_vector_batch(data: bytes) -> list[bytes]:
+    """The ItemVectorMsg records of a batch (each still encoded)."""
+    try:
+        tag, version, _ts, n = _BATCH.unpack_from(data)
+    except struct.error as exc:
+        msg = f"vector_batch_msg: record of {len(data)} bytes is too short: {exc}"
+        raise SchemaError(msg) from exc
+    if tag != TAGS["vector_batch_msg"] or version != 1:
+        msg = f"vector_batch_msg: expected tag 'B' v1, got tag {tag} v{version}: producer and consumer builds differ"
+        raise SchemaError(msg)
+    out, pos = [], _BATCH.size
+    for _ in range(n):
+        if pos + _LEN.size > len(data):
+            msg = f"vector_batch_msg: {n} entries announced, record ends after {len(out)}"
+            raise SchemaError(msg)
+        (size,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        if pos + size > len(data):
+            msg = f"vector_batch_msg: entry {len(out)} of {size} bytes overruns the record"
+            raise SchemaError(msg)
+        out.append(data[pos : pos + size])
+        pos += size
+    if pos != len(data):
+        msg = f"vector_batch_msg: {len(data) - pos} unexpected trailing bytes"
+        raise SchemaError(msg)
+    return out

@@ -27,7 +27,14 @@ from pipeline.settings import Settings
 from state_schemas import item_vector, seen_items, user_profile
 from state_schemas.codec import TAGS
 from state_schemas.events import decode_event
-from state_schemas.messages import decode_request, decode_vector_msg, encode_interaction, encode_query, encode_update
+from state_schemas.messages import (
+    decode_request,
+    decode_vector_batch,
+    decode_vector_msg,
+    encode_interaction,
+    encode_query,
+    encode_update,
+)
 
 # Closed sessions leave on the main output under this key, not as a side output: PyFlink 2.2's
 # embedded keyed-broadcast operator drops the side-output routing for records yielded by on_timer
@@ -39,6 +46,7 @@ ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PI
 PROFILE_STATE = "user-profile"  # renaming a state descriptor is a deliberate reset (docs/state.md)
 SEEN_STATE = "seen-items"
 _REQUEST_TAG = TAGS["request_msg"]
+_BATCH_TAG = TAGS["vector_batch_msg"]
 
 
 def sampled(event_id: str, percent: int) -> bool:
@@ -200,8 +208,13 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.profile_writes.inc()
 
     def process_broadcast_element(self, value, ctx):  # noqa: ANN001, ANN201
-        item_id, _ts, state = decode_vector_msg(bytes(value))
+        data = bytes(value)
         broadcast = ctx.get_broadcast_state(ITEM_VECTORS_STATE)
+        for msg in decode_vector_batch(data) if data[0] == _BATCH_TAG else [data]:
+            self._take_vector(broadcast, msg)
+
+    def _take_vector(self, broadcast, msg: bytes) -> None:  # noqa: ANN001
+        item_id, _ts, state = decode_vector_msg(msg)
         held = broadcast.get(item_id)
         # The feedback topic has several partitions: an older vector of an item may arrive after a
         # newer one. Keep the higher seq, so every user-stage instance converges on the same state.

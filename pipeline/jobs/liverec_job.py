@@ -11,6 +11,7 @@
             sessions → sessions topic
       → key by item
       → item stage          [uid item-state]        item vectors; Cassandra item_vectors
+      → key by batch key → feedback batches [uid feedback-batches]  one record per key per feedback_batch_ms
       → item-vectors topic  → (read back by this job) → broadcast to the user stage
       index records ∪ item vectors → key by shard
       → index stage         [uid index-shard]       HNSW + popularity + co-occurrence per shard
@@ -35,7 +36,8 @@ from pipeline.settings import Settings
 UIDS = (
     "validate-events", "dead-letter-sink", "item-vectors-source",
     "item-vectors-time", "user-state", "sessions-only", "sessions-sink", "item-updates-only",
-    "item-state", "item-vectors-sink", "index-records-only", "vectors-to-index", "index-shard", "index-events-sink",
+    "item-state", "vectors-to-batches", "feedback-batches", "item-vectors-sink", "index-records-only",
+    "vectors-to-index", "index-shard", "index-events-sink",
     "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink",
 )
 
@@ -49,6 +51,7 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
     from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
     from operators.index.flink import INDEX_KEY_PREFIX, PARTIALS, IndexStage, index_key
     from operators.index.logic import shard_of
+    from operators.items.batch import BatchVectors, batch_key
     from operators.items.flink import ItemStage
     from operators.profile.flink import ITEM_VECTORS_STATE, SESSION_KEY, UPDATE_TYPE, UserStage
     from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather
@@ -121,7 +124,16 @@ def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int 
         .name("item-state")
         .uid("item-state")
     )
-    items.sink_to(bytes_sink(settings, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
+    batches = (
+        items.map(lambda b: (batch_key(decode_vector_msg(bytes(b))[0]), b), output_type=UPDATE_TYPE)
+        .name("vectors-to-batches")
+        .uid("vectors-to-batches")
+        .key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(BatchVectors(settings), output_type=bytes_type)
+        .name("feedback-batches")
+        .uid("feedback-batches")
+    )
+    batches.sink_to(bytes_sink(settings, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
         "item-vectors-sink"
     )
 

@@ -27,12 +27,14 @@ from state_schemas.messages import (
     decode_query,
     decode_request,
     decode_update,
+    decode_vector_batch,
     decode_vector_msg,
     encode_interaction,
     encode_partial,
     encode_query,
     encode_request,
     encode_update,
+    encode_vector_batch,
     encode_vector_msg,
 )
 from state_schemas.registry import CODECS
@@ -58,6 +60,7 @@ BLOBS: dict[str, bytes] = {
     "query_msg": encode_query(_QUERY),
     "interaction_msg": encode_interaction(InteractionMsg("i1", 5, 1.0, "books", (("i1", "i2", 1.0),))),
     "partial_msg": encode_partial(_PARTIAL),
+    "vector_batch_msg": encode_vector_batch([encode_vector_msg("item-7", 1_764_000_000_000, _STATE)]),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -69,6 +72,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "query_msg": decode_query,
     "interaction_msg": decode_interaction,
     "partial_msg": decode_partial,
+    "vector_batch_msg": decode_vector_batch,
 }
 
 
@@ -110,3 +114,15 @@ def test_serving_records_round_trip() -> None:
     assert decode_partial(BLOBS["partial_msg"]) == _PARTIAL
     assert decode_request(BLOBS["request_msg"]) == RequestV1("r1", "u1", 5, 10, True, None, 0)
     assert decode_interaction(BLOBS["interaction_msg"]).pairs == (("i1", "i2", 1.0),)
+
+
+def test_vector_batches_round_trip_and_carry_the_newest_time() -> None:
+    from state_schemas.messages import vector_msg_ts
+
+    msgs = [encode_vector_msg(f"i{n}", 1_764_000_000_000 + n, _STATE) for n in range(3)]
+    batch = encode_vector_batch(msgs)
+    assert decode_vector_batch(batch) == msgs
+    assert vector_msg_ts(batch) == 1_764_000_000_002, "one timestamp assigner reads batches and single records"
+    assert decode_vector_batch(encode_vector_batch([])) == []
+    with pytest.raises(SchemaError):
+        decode_vector_batch(batch[:-1])
