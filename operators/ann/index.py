@@ -47,17 +47,52 @@ unknown version.
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
+import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
+from types import ModuleType
 from typing import Final
 
-import hnswlib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pipeline.errors import SchemaError, StateVersionError
+
+
+def _import_hnswlib() -> ModuleType:
+    """Import hnswlib from a fresh Python thread, once per interpreter.
+
+    Why: in PyFlink's thread mode pemja gives every chained Python operator its own thread state,
+    several per task thread, and only the first is what ``PyGILState_Ensure`` finds for that thread.
+    pybind11's module init calls ``PyGILState_Ensure``; run from any other thread state, it waits
+    for the GIL its own thread already holds, and the job hangs at start (gdb: ``PyInit_hnswlib`` →
+    ``get_internals`` → ``PyGILState_Ensure`` → ``take_gil``). A thread started by `threading` owns
+    exactly one thread state, so the init is safe there; later imports hit ``sys.modules``.
+    """
+    loaded = sys.modules.get("hnswlib")
+    if loaded is not None:
+        return loaded
+    outcome: dict[str, object] = {}
+
+    def load() -> None:
+        try:
+            outcome["module"] = importlib.import_module("hnswlib")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    loader = threading.Thread(target=load, name="liverec-hnswlib-import", daemon=True)
+    loader.start()
+    loader.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["module"]  # type: ignore[return-value]
+
+
+hnswlib = _import_hnswlib()
 
 TAG: Final = ord("A")
 FORMAT_VERSION: Final = 1
