@@ -36,6 +36,8 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         "execution.checkpointing.timeout": f"{settings.checkpoint_timeout_ms} ms",
         "execution.checkpointing.min-pause": f"{settings.min_pause_between_checkpoints_ms} ms",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        # the MiniCluster reads this; a standalone cluster takes it from flink-conf/ (same value)
+        "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.dir": settings.checkpoint_uri,
         "execution.checkpointing.storage": "filesystem",
         "execution.checkpointing.tolerable-failed-checkpoints": str(settings.tolerable_failed_checkpoints),

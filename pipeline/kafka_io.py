@@ -61,11 +61,25 @@ def read_committed(
     settings: Settings, topic: str, *, from_ms: int | None = None, idle_ms: int = 1500
 ) -> Iterator[bytes]:
     """Yield committed values of every partition (from a timestamp, else the beginning) until idle."""
+    return _read(settings, topic, "read_committed", from_ms, idle_ms)
+
+
+def read_uncommitted(
+    settings: Settings, topic: str, *, from_ms: int | None = None, idle_ms: int = 1500
+) -> Iterator[bytes]:
+    """Like `read_committed`, but also yield records of open and aborted transactions.
+
+    Why: only this view shows that a record *was* written when a read_committed consumer never sees it.
+    """
+    return _read(settings, topic, "read_uncommitted", from_ms, idle_ms)
+
+
+def _read(settings: Settings, topic: str, isolation: str, from_ms: int | None, idle_ms: int) -> Iterator[bytes]:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
+        isolation_level=isolation,
         enable_auto_commit=False,
         consumer_timeout_ms=idle_ms,
     )
