@@ -172,13 +172,14 @@ class QueryMsg(NamedTuple):
     fresh: int | None = None  # event time of the freshest interaction the user state reflects
     target: str | None = None  # eval: the item the user is about to interact with
     shards: int = 1
+    digest: str | None = None  # requests: `state_digest` of the user's keyed state as the query read it
 
 
 def encode_query(q: QueryMsg) -> bytes:
     """Bytes of a query (JSON meta, then the vector)."""
     vec = b"" if q.vector is None else np.ascontiguousarray(q.vector, dtype="<f4").tobytes()
     meta = [q.qid, q.user_id, q.kind, q.k, q.source, q.ts, list(q.exclude), q.category, list(q.seeds), q.fresh,
-            q.target, q.shards, q.vector is not None]
+            q.target, q.shards, q.vector is not None, q.digest]
     return _pack_json("query_msg", meta, _DIM.pack(len(vec) // 4) + vec)
 
 
@@ -186,7 +187,9 @@ def decode_query(data: bytes) -> QueryMsg:
     """QueryMsg from `encode_query` bytes."""
     doc, tail = _unpack_json("query_msg", data)
     try:
-        qid, user, kind, k, source, ts, exclude, category, seeds, fresh, target, shards, has_vec = doc  # type: ignore[misc]
+        # 13 fields before the digest was added (a query in flight across an upgrade has none)
+        qid, user, kind, k, source, ts, exclude, category, seeds, fresh, target, shards, has_vec, *more = doc  # type: ignore[misc]
+        digest = more[0] if more else None
         (dim,) = _DIM.unpack_from(tail)
     except (TypeError, ValueError, struct.error) as exc:
         msg = f"query_msg: malformed body: {exc}"
@@ -196,7 +199,7 @@ def decode_query(data: bytes) -> QueryMsg:
         raise SchemaError(msg)
     vec = np.frombuffer(tail, dtype="<f4", count=dim, offset=_DIM.size) if has_vec else None
     return QueryMsg(qid, user, kind, k, source, ts, vec, tuple(exclude), category, tuple(seeds), fresh, target,
-                    shards)
+                    shards, digest)
 
 
 class InteractionMsg(NamedTuple):
@@ -248,6 +251,7 @@ class PartialMsg(NamedTuple):
     target_known: bool  # eval: the shard owns the target and had seen it before
     index_version: str
     model_version: str
+    digest: str | None = None  # the query's `digest`, passed through to the answer
 
 
 def encode_partial(p: PartialMsg) -> bytes:

@@ -18,7 +18,8 @@ Request rules of v1:
   counted; ``schema_version`` is absent or ``1``.
 
 Answer (`Answer`, `answer_json`): ``{request_id, user_id, items: [{item_id, score}], source,
-model_version, index_version, freshest_event_ts, served_at}`` in that key order, compact JSON.
+model_version, index_version, freshest_event_ts, served_at, state_digest}`` in that key order, compact
+JSON.
 ``items`` is best first: the list order is the ranking; a score is comparable only with scores of the
 same source. ``source`` says which rung of the ladder answered:
 
@@ -33,6 +34,11 @@ same source. ``source`` says which rung of the ladder answered:
 
 ``freshest_event_ts`` is the event time of the newest event the user's profile reflects (null without a
 profile): ``served_at - freshest_event_ts`` bounds how stale the personalisation can be.
+
+``state_digest`` (added in place, v1 readers ignore it) is 16 hex digits of SHA-256 over the user's
+keyed state as the request read it (profile and seen-items bytes; null for a user without state). The
+same user answered before and after a restore or a rescale shows the same digest if no event of theirs
+came in between: the restored state is the saved state, byte for byte.
 """
 
 from __future__ import annotations
@@ -140,6 +146,7 @@ class Answer(NamedTuple):
     index_version: str
     freshest_event_ts: int | None
     served_at: int
+    state_digest: str | None = None
 
 
 def answer_json(answer: Answer) -> bytes:
@@ -150,7 +157,7 @@ def answer_json(answer: Answer) -> bytes:
     >>> a = Answer("r1", "u1", (("i9", 1.25),), Source.SESSION, "m3", "x7", 1000, 1042)
     >>> answer_json(a).decode()
     '{"request_id":"r1","user_id":"u1","items":[{"item_id":"i9","score":1.25}],"source":"session",\
-"model_version":"m3","index_version":"x7","freshest_event_ts":1000,"served_at":1042}'
+"model_version":"m3","index_version":"x7","freshest_event_ts":1000,"served_at":1042,"state_digest":null}'
     """
     doc = {
         "request_id": answer.request_id,
@@ -164,6 +171,7 @@ def answer_json(answer: Answer) -> bytes:
         "index_version": answer.index_version,
         "freshest_event_ts": answer.freshest_event_ts,
         "served_at": answer.served_at,
+        "state_digest": answer.state_digest,
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 

@@ -275,7 +275,7 @@ class IndexShard:
             ranked = self._blend(q, elig, eligible)
         return PartialMsg(
             q.qid, q.user_id, q.kind, q.k, q.source, q.ts, q.fresh, q.target, self.shard, self.shards,
-            tuple(ranked), tuple(trending), tuple(baseline), target_known, self.version, "",
+            tuple(ranked), tuple(trending), tuple(baseline), target_known, self.version, "", q.digest,
         )
 
     def _blend(self, q: QueryMsg, elig: NDArray[np.int64], eligible: NDArray[np.bool_]) -> list[tuple[str, float]]:

@@ -22,7 +22,7 @@ from operators.learner.bpr import BPRParams
 from operators.learner.cooc import CoocParams
 from operators.profile import logic
 from operators.profile.embedding import ItemTable, user_step
-from operators.serving.logic import make_query
+from operators.serving.logic import make_query, state_digest
 from pipeline.settings import Settings
 from state_schemas import item_vector, seen_items, user_profile
 from state_schemas.codec import TAGS
@@ -179,10 +179,12 @@ class UserStage(KeyedBroadcastProcessFunction):
         s = self.settings
         seen_blob = self.seen.value()
         seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
+        blob = self.state.value()
+        digest = state_digest(None if blob is None else bytes(blob), None if seen_blob is None else bytes(seen_blob))
         yield from self._scatter(make_query(
             prof, seen, self._vector_of, qid=req.request_id, user_id=user_id, kind="request", k=req.k,
             ts=req.ts, exclude_seen=req.exclude_seen, category=req.category, shards=self.shards,
-            session_weight=s.session_weight, personalize_after=s.personalize_after_events,
+            session_weight=s.session_weight, personalize_after=s.personalize_after_events, digest=digest,
         ))
 
     def _closed(self, summary: logic.SessionSummary, prof: user_profile.UserProfile):  # noqa: ANN202

@@ -13,6 +13,7 @@ answer (``cold_start``) happens only when no item at all is eligible.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable, Iterable
@@ -301,6 +302,7 @@ def finish(
         index_version=",".join(p.index_version for p in parts),
         freshest_event_ts=first.fresh,
         served_at=now_ms,
+        state_digest=first.digest,
     )
     if first.kind != "eval" or first.target is None:
         return answer, None
@@ -313,6 +315,26 @@ def finish(
         source=source,
     )
     return answer, outcome
+
+
+def state_digest(profile: bytes | None, seen: bytes | None) -> str | None:
+    """16 hex digits of SHA-256 over a user's keyed state bytes (profile, seen items); None without state.
+
+    Why: an SRE (and the rescale test) compares it for the same user before and after a restore or a
+    rescale; equal digests mean the restored state is byte for byte what was saved. Each part is length
+    prefixed, so moving bytes from one part to the other changes the digest.
+
+    >>> state_digest(None, None) is None
+    True
+    >>> state_digest(b"p", None) == state_digest(b"p", b"")
+    False
+    """
+    if profile is None and seen is None:
+        return None
+    h = hashlib.sha256()
+    for part in (profile, seen):
+        h.update(b"-" if part is None else len(part).to_bytes(8, "little") + part)
+    return h.hexdigest()[:16]
 
 
 def make_query(
@@ -331,6 +353,7 @@ def make_query(
     shards: int = 1,
     session_weight: float = 0.0,
     personalize_after: int = 1,
+    digest: str | None = None,
 ) -> QueryMsg:
     """The index query of a request (or of an online evaluation) from the user's state.
 
@@ -351,4 +374,4 @@ def make_query(
         vec = emb if session_weight == 0.0 else (vec * np.float32(np.linalg.norm(emb))).astype(np.float32)
     exclude = tuple(sorted(query.exclude | frozenset(seen))) if exclude_seen else ()
     return QueryMsg(qid, user_id, kind, k, query.source.value, ts, vec, exclude, category, query.seeds,
-                    query.freshest_event_ts, target, shards)
+                    query.freshest_event_ts, target, shards, digest)

@@ -126,3 +126,17 @@ def test_vector_batches_round_trip_and_carry_the_newest_time() -> None:
     assert decode_vector_batch(encode_vector_batch([])) == []
     with pytest.raises(SchemaError):
         decode_vector_batch(batch[:-1])
+
+
+def test_digest_travels_in_queries_and_partials_and_old_queries_still_decode() -> None:
+    from state_schemas.messages import _DIM, _pack_json
+
+    q = _QUERY._replace(digest="0123456789abcdef")
+    assert decode_query(encode_query(q)).digest == "0123456789abcdef"
+    p = _PARTIAL._replace(digest="0123456789abcdef")
+    assert decode_partial(encode_partial(p)) == p
+    # a query in flight from a build before the digest: 13 fields, decodes with digest None
+    old = [q.qid, q.user_id, q.kind, q.k, q.source, q.ts, list(q.exclude), q.category, list(q.seeds), q.fresh,
+           q.target, q.shards, False]
+    legacy = decode_query(_pack_json("query_msg", old, _DIM.pack(0)))
+    assert legacy.digest is None and legacy.qid == "r1" and legacy.vector is None

@@ -98,3 +98,19 @@ def test_session_weight_blends_unit_parts_and_keeps_the_embedding_norm() -> None
     v = q(profile(5), session_weight=0.5).vector
     half = 0.5 * 2**-0.5
     np.testing.assert_allclose(v, 2.0 * np.array([half, 0.5, half]), rtol=1e-6)
+
+
+def test_state_digest_follows_every_byte_of_both_parts_and_reaches_the_answer() -> None:
+    from operators.serving.logic import state_digest
+
+    base = state_digest(b"profile", b"seen")
+    assert base is not None and len(base) == 16
+    assert state_digest(b"profile", b"seen") == base
+    assert len({base, state_digest(b"profilf", b"seen"), state_digest(b"profile", b"seeo"),
+                state_digest(b"profiles", b"een"), state_digest(b"profile", None)}) == 5
+    assert state_digest(None, None) is None
+    prof = UserProfile("u1", total_events=5, recent_items=("a",))
+    q = make_query(prof, ("a",), lambda _i: None, qid="r", user_id="u1", kind="request", k=3, ts=T, digest=base)
+    assert q.digest == base
+    answer, _ = finish([part(ranked=[("x", 1.0)])._replace(digest=base)], now_ms=T, model_version="m")
+    assert answer.state_digest == base

@@ -155,6 +155,7 @@ def test_answer_json_key_order_and_compactness() -> None:
         "index_version",
         "freshest_event_ts",
         "served_at",
+        "state_digest",
     ]
     assert doc["items"] == [{"item_id": "i2", "score": 2.5}, {"item_id": "i1", "score": -0.123457}]
     assert doc["source"] == "personalized"
