@@ -31,7 +31,7 @@ from pipeline import generator
 from pipeline.cassandra_io import event_counts
 from pipeline.infra.procs import wait_until
 from pipeline.kafka_io import produce, read_committed
-from tests.recovery.test_kill_after_checkpoint import _job_env, _kill, _start
+from tests.recovery.test_kill_after_checkpoint import _committed_offsets, _job_env, _kill, _start
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -46,6 +46,7 @@ class Series:
     request_every: int = 40
     eval_percent: int = 100
     timeout_s: float = 900
+    spread: bool = False  # also wait for (k+1)/(kills+1) of the events to be checkpointed before kill k
 
 
 def _completed(chk_dir: Path) -> set[Path]:
@@ -121,15 +122,23 @@ def run_series(s, tmp_path: Path, n: Series, **extra: str) -> dict[str, object]:
     for k in range(n.kills):
         watch = CheckpointWatch(chk_dir)
         proc = _start({**env, **restore}, log)
+        # soak: spread the kills over the stream (by the offsets the job's checkpoints committed)
+        target = (k + 1) * n.events // (n.kills + 1) if n.spread else 0
+        group = f"{env['LIVEREC_JOB_NAME']}-{s.topic_prefix}job"
+
+        def ready() -> bool:
+            return watch.count() >= 2 and (not target or _committed_offsets(s, group) >= target)  # noqa: B023
+
         try:
-            ok = wait_until(lambda: watch.count() >= 2, 300, interval_s=0.2)  # noqa: B023
-            assert ok, f"run {k}: fewer than 2 checkpoints completed; job log {log}"
+            ok = wait_until(ready, n.timeout_s if n.spread else 300, interval_s=1.0 if n.spread else 0.2)
+            assert ok, f"run {k}: fewer than 2 checkpoints or {target} events checkpointed; job log {log}"
         finally:
             _kill(proc)
         latest = _latest(chk_dir)
         restore = {"LIVEREC_RESTORE_PATH": str(latest)}
+        done = f", {_committed_offsets(s, group)}/{n.events} events checkpointed" if n.spread else ""
         print(f"injected kill {k + 1}/{n.kills}: SIGKILL after {watch.count()} checkpoints "
-              f"of this run; restoring from {latest.parent.name[:8]}/{latest.name}")
+              f"of this run{done}; restoring from {latest.parent.name[:8]}/{latest.name}")
     _close_sessions(s, batch)
     users = sorted(batch.per_user)
     expected_sessions = {u: generator.sessions_by_gap(batch.timeline[u], GAP_MS) for u in users}
@@ -214,4 +223,4 @@ def test_negative_control_at_least_once_answers_are_seen_duplicated(isolated, tm
 @pytest.mark.soak
 def test_soak_three_kills_over_200k_events_10k_users(isolated, tmp_path) -> None:
     check_exactly_once(run_series(isolated, tmp_path, Series(events=200_000, users=10_000, request_every=200,
-                                                             eval_percent=10, timeout_s=5400)))
+                                                             eval_percent=10, timeout_s=5400, spread=True)))
