@@ -1,7 +1,7 @@
 """Records that travel between the job's operators, binary and versioned like state.
 
-They are never stored as state and never on a public topic, except `item-vectors`, which the job
-itself reads back.
+They are never on a public topic, except `item-vectors`, which the job itself reads back, and only
+ItemVectorMsg is also kept as state: in "pending-vectors" of `feedback-batches` until its batch leaves.
 
 ItemUpdate v1, user stage → item stage (keyed by item)::
 
