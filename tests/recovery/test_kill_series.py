@@ -221,6 +221,7 @@ def test_negative_control_at_least_once_answers_are_seen_duplicated(isolated, tm
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # the suite's 900 s is for CI-sized tests; this one streams for 30-60 min
 def test_soak_three_kills_over_200k_events_10k_users(isolated, tmp_path) -> None:
     check_exactly_once(run_series(isolated, tmp_path, Series(events=200_000, users=10_000, request_every=200,
                                                              eval_percent=10, timeout_s=5400, spread=True)))
