@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     session_gap_ms: int = 30 * 60 * 1000  # event-time inactivity that closes a session
     out_of_orderness_ms: int = 5_000  # watermark bound on event-time disorder
     source_idleness_ms: int = 30_000  # a partition without events this long stops holding the watermark back
+    # Bytes the Kafka reader fetches per events partition at a time. Small, so the reader alternates
+    # between partitions within well under source_idleness_ms at the job's event rate (docs/configuration.md).
+    source_fetch_bytes: int = Field(default=16_384, ge=1_024)
     profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
     item_flush_ms: int = 1_000  # at most one item-vector feedback record per item per interval
     item_store_ms: int = 10_000  # at most one Cassandra item_vectors write per item per interval

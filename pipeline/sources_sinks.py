@@ -33,6 +33,9 @@ def events_table_ddl(
     # partition (a reader that runs ahead on one partition does not make the other one late).
     # Records without a plausible `ts` (malformed, absurd) count as time 0: they never move the
     # watermark; the validator dead-letters them afterwards.
+    # The per-partition fetch is bounded (source_fetch_bytes): with Kafka's 1 MB default the reader
+    # emits one partition's fetched records for up to a minute at Python speeds, the other partition is
+    # declared idle meanwhile, the watermark runs ahead of it and its events arrive late.
     ts = "TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), '$.ts') AS BIGINT)"
     upper = f"(CAST(UNIX_TIMESTAMP() AS BIGINT) * 1000 + {settings.max_clock_skew_ms})"
     plausible = f"CASE WHEN {ts} BETWEEN {settings.min_event_ts_ms} AND {upper} THEN {ts} ELSE 0 END"
@@ -50,6 +53,7 @@ CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   'properties.bootstrap.servers' = '{settings.kafka_bootstrap}',
   'properties.group.id' = '{group_id}',
   'properties.isolation.level' = 'read_committed',
+  'properties.max.partition.fetch.bytes' = '{settings.source_fetch_bytes}',
   {startup},
   'format' = 'raw'{bounded_opt}
 )"""
