@@ -18,6 +18,7 @@ from pipeline.infra import procs, stack
 from pipeline.infra.procs import wait_until
 from pipeline.infra.servers import CassandraServer
 from pipeline.kafka_io import produce
+from tests.recovery.counts import await_counts
 from tests.recovery.test_kill_after_checkpoint import _job_env, _kill, _start
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -51,12 +52,9 @@ def test_a_60s_cassandra_outage_drops_no_write(isolated, tmp_path) -> None:
         stack.up(s, log=lambda m: print(f"[outage] {m}"))
         print(f"Cassandra back after {time.monotonic() - stopped:.0f} s")
         expected = Counter(first.per_user) + Counter(second.per_user)
-        users = sorted(expected)
-        got: dict[str, int] = {}
-        ok = wait_until(lambda: got.update(event_counts(s, users)) or got == dict(expected), 420, interval_s=2)
+        ok, diff = await_counts(s, expected, 420)
         assert proc.poll() is None, f"the job process exited; log {log}"
     finally:
         _kill(proc)
-    diff = {u: (got.get(u), n) for u, n in expected.items() if got.get(u) != n}
-    print(f"counted: {len(users) - len(diff)}/{len(users)} users exact, {sum(expected.values())} events")
+    print(f"counted: {len(expected) - len(diff)}/{len(expected)} users exact, {sum(expected.values())} events")
     assert ok, f"profiles missing or stale after the outage: {list(diff.items())[:5]}; job log {log}"

@@ -16,9 +16,9 @@ from collections import Counter
 import pytest
 
 from pipeline import cluster, generator
-from pipeline.cassandra_io import event_counts as _event_counts
 from pipeline.infra.procs import wait_until
 from pipeline.kafka_io import produce, read_committed
+from tests.recovery.counts import await_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -63,9 +63,7 @@ def _combined(digests: dict[str, str]) -> str:
 
 
 def _counts_exact(s, expected: dict[str, int], step: str) -> None:  # noqa: ANN001
-    got: dict[str, int] = {}
-    ok = wait_until(lambda: got.update(_event_counts(s, sorted(expected))) or got == expected, 240, interval_s=2)
-    diff = {u: (got.get(u), n) for u, n in expected.items() if got.get(u) != n}
+    ok, diff = await_counts(s, expected, 240)
     assert ok, f"{step}: counts differ for {len(diff)} users, e.g. {list(diff.items())[:5]}"
 
 

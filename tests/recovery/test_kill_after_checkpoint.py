@@ -24,6 +24,7 @@ from pipeline import generator
 from pipeline.cassandra_io import event_counts as _event_counts
 from pipeline.infra.procs import wait_until
 from pipeline.kafka_io import produce
+from tests.recovery.counts import await_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -121,12 +122,9 @@ def test_nothing_acknowledged_by_a_checkpoint_is_lost_or_doubled(isolated, tmp_p
                  **BACKENDS[backend]),
         log,
     )
-    got: dict[str, int] = {}
     try:
-        ok = wait_until(lambda: got.update(_event_counts(isolated, users)) or got == dict(expected), 240,
-                        interval_s=2)
+        ok, diff = await_counts(isolated, expected, 240)
     finally:
         _kill(proc)
-    diff = {u: (got.get(u), n) for u, n in expected.items() if got.get(u) != n}
     print(f"after restore: {len(users) - len(diff)}/{len(users)} users exact, {sum(expected.values())} events")
     assert ok, f"lost or doubled after restore from {checkpoint}: {list(diff.items())[:5]}; job log: {log}"

@@ -31,7 +31,7 @@ from pipeline import generator
 from pipeline.cassandra_io import event_counts
 from pipeline.infra.procs import wait_until
 from pipeline.kafka_io import produce, read_committed
-from tests.recovery.test_kill_after_checkpoint import _committed_offsets, _job_env, _kill, _start
+from tests.recovery.test_kill_after_checkpoint import _committed_offsets, _job_env, _kill, _latest_checkpoint, _start
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -66,10 +66,6 @@ class CheckpointWatch:
     def count(self) -> int:
         self.seen |= _completed(self.chk_dir) - self.before
         return len(self.seen)
-
-
-def _latest(chk_dir: Path) -> Path:
-    return max(_completed(chk_dir), key=lambda p: p.stat().st_mtime).parent
 
 
 def _stream(s, n: Series) -> tuple[generator.GeneratedBatch, list[str]]:  # noqa: ANN001
@@ -134,7 +130,8 @@ def run_series(s, tmp_path: Path, n: Series, **extra: str) -> dict[str, object]:
             assert ok, f"run {k}: fewer than 2 checkpoints or {target} events checkpointed; job log {log}"
         finally:
             _kill(proc)
-        latest = _latest(chk_dir)
+        latest = _latest_checkpoint(chk_dir)  # ids continue across restores, so the highest is the newest
+        assert latest is not None, f"run {k}: no completed checkpoint to restore from; job log {log}"
         restore = {"LIVEREC_RESTORE_PATH": str(latest)}
         done = f", {_committed_offsets(s, group)}/{n.events} events checkpointed" if n.spread else ""
         print(f"injected kill {k + 1}/{n.kills}: SIGKILL after {watch.count()} checkpoints "
@@ -194,7 +191,8 @@ def check_exactly_once(r: dict[str, object]) -> None:
     print(f"counted: {len(batch.per_user) - len(wrong)}/{len(batch.per_user)} users exact, "
           f"{sum(got.values())}/{sum(batch.per_user.values())} events; answers {len(answers)}/{len(r['req_ids'])} "
           f"(max copies {max(answers.values(), default=0)}); sessions {len(sessions)}/"
-          f"{sum(expected_sessions.values())}; evaluations {len(evals)} (max copies {max(evals.values(), default=0)})")
+          f"{sum(expected_sessions.values())} ({sum(x['event_count'] for x in sessions)} events in them); "
+          f"evaluations {len(evals)} (max copies {max(evals.values(), default=0)})")
     assert r["finished"], f"the job never caught up after the kills; job log {r['log']}"
     assert not wrong and sum(got.values()) == sum(batch.per_user.values()), list(wrong.items())[:5]
     bad = answer_violations(r["req_ids"], answers)  # type: ignore[arg-type]
