@@ -76,3 +76,23 @@ def profile_rows(settings: Settings, users: list[str], columns: str) -> dict[str
 def event_counts(settings: Settings, users: list[str]) -> dict[str, int]:
     """`event_count` of each of `users` in user_profiles (missing users are absent from the result)."""
     return {u: r.event_count for u, r in profile_rows(settings, users, "event_count").items()}  # type: ignore[attr-defined]
+
+
+def profile_totals(settings: Settings, user_prefix: str) -> tuple[int, int]:
+    """(users, summed `event_count`) of the user_profiles rows whose user_id starts with `user_prefix`.
+
+    Why a full scan: an SRE checking a restore wants the totals over everyone, and the table has no
+    index by prefix. It reads every row, so it is for local stacks and small tables.
+    """
+    from cassandra.query import SimpleStatement
+
+    cluster, session = connect(settings, keyspace=settings.cassandra_keyspace)
+    try:
+        users = events = 0
+        for row in session.execute(SimpleStatement("SELECT user_id, event_count FROM user_profiles", fetch_size=5000)):
+            if row.user_id.startswith(user_prefix):
+                users += 1
+                events += row.event_count or 0
+        return users, events
+    finally:
+        cluster.shutdown()

@@ -154,6 +154,48 @@ def run(
         _fail(exc)
 
 
+@app.command("send")
+def send(
+    events: int = typer.Option(2_000, help="Well-formed events to send."),
+    users: int = typer.Option(50, help="Distinct users, with ids <user-prefix>0 .. <user-prefix>{users-1}."),
+    user_prefix: str = typer.Option("u", help="Prefix of the generated user ids."),
+    seed: int | None = typer.Option(None, help="Generator seed; event ids are e<seed>-<n> (default: a random one)."),
+) -> None:
+    """Send generated events to the events topic, e.g. to check a restore with `liverec profiles`."""
+    import secrets
+    import time
+
+    from pipeline import generator
+    from pipeline.errors import InfraError
+    from pipeline.kafka_io import produce
+
+    settings = _settings()
+    seed = secrets.randbelow(2**31) if seed is None else seed  # new event ids: never dropped as duplicates
+    now = int(time.time() * 1000)
+    batch = generator.events(events, users=users, seed=seed, user_prefix=user_prefix, start_ms=now - 2_000 * events)
+    try:
+        sent = produce(settings, settings.topic("events"), batch.records)
+    except Exception as exc:  # noqa: BLE001 - any client error here means the broker is not reachable
+        _fail(InfraError(f"could not send to Kafka at {settings.kafka_bootstrap} ({exc}); start it: liverec infra up"))
+    typer.echo(f"sent {sent} events of {len(batch.per_user)} users (seed {seed}) to {settings.topic('events')}")
+
+
+@app.command("profiles")
+def profiles(user_prefix: str = typer.Option("u", help="Count the users whose id starts with this.")) -> None:
+    """Users and summed event counts in Cassandra's user_profiles: what the job has stored so far."""
+    from pipeline.cassandra_io import profile_totals
+    from pipeline.errors import InfraError
+
+    settings = _settings()
+    try:
+        n_users, n_events = profile_totals(settings, user_prefix)
+    except Exception as exc:  # noqa: BLE001 - any driver error here means Cassandra is not reachable
+        _fail(InfraError(f"could not read Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} ({exc}); "
+                         "start it: liverec infra up"))
+    typer.echo(f"{n_users} users with ids starting {user_prefix!r}, {n_events} events counted "
+               f"(keyspace {settings.cassandra_keyspace})")
+
+
 @app.command("job")
 def job(
     restore: str | None = typer.Option(None, help="Start from this retained checkpoint or savepoint."),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
@@ -49,9 +50,21 @@ class Report:
         return not self.problems
 
 
-def metadata_path(savepoint: Path) -> Path:
-    """The `_metadata` file of a savepoint or checkpoint directory (or the file itself)."""
-    p = Path(savepoint).expanduser()
+def metadata_path(savepoint: Path | str) -> Path:
+    """The `_metadata` file of a savepoint or checkpoint directory (or the file itself).
+
+    Accepts the `file:` URI that `flink stop`/`liverec cluster stop` print, so their output can be
+    pasted as it is.
+    """
+    text = str(savepoint)
+    if ":" in text.split("/", 1)[0]:  # a URI scheme before the first slash
+        uri = urlparse(text)
+        if uri.scheme != "file":
+            msg = (f"state check: {text} is on {uri.scheme}:, but the check reads local files only; copy the "
+                   "savepoint directory to this machine and pass its path.")
+            raise ConfigError(msg)
+        text = uri.path
+    p = Path(text).expanduser()
     meta = p / "_metadata" if p.is_dir() else p
     if not meta.is_file():
         msg = (f"state check: no _metadata at {meta}; pass the savepoint directory printed by "
