@@ -121,7 +121,7 @@ class UserStage(KeyedBroadcastProcessFunction):
         blob = self.state.value()
         prof = user_profile.decode(blob) if blob is not None else None
         if payload[0] == _REQUEST_TAG:
-            yield from self._request(user_id, payload, prof)
+            yield from self._request(user_id, payload, prof, blob)
             return
         event = decode_event(payload)
         new, out = logic.on_event(prof, event, gap_ms=self.gap)
@@ -173,13 +173,13 @@ class UserStage(KeyedBroadcastProcessFunction):
         for shard in range(self.shards):
             yield index_key(shard), blob
 
-    def _request(self, user_id: str, payload: bytes, prof: user_profile.UserProfile | None):  # noqa: ANN202
+    def _request(self, user_id: str, payload: bytes, prof: user_profile.UserProfile | None, blob: object):  # noqa: ANN202
+        """Scatter a query; `blob` is the profile state as `process_element` read it (hashed, not re-read)."""
         req = decode_request(payload)
         self.requests.inc()
         s = self.settings
         seen_blob = self.seen.value()
         seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
-        blob = self.state.value()
         digest = state_digest(None if blob is None else bytes(blob), None if seen_blob is None else bytes(seen_blob))
         yield from self._scatter(make_query(
             prof, seen, self._vector_of, qid=req.request_id, user_id=user_id, kind="request", k=req.k,
