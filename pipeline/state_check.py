@@ -57,14 +57,12 @@ def metadata_path(savepoint: Path | str) -> Path:
     pasted as it is.
     """
     text = str(savepoint)
-    if ":" in text.split("/", 1)[0]:  # a URI scheme before the first slash
-        uri = urlparse(text)
-        if uri.scheme != "file":
-            msg = (f"state check: {text} is on {uri.scheme}:, but the check reads local files only; copy the "
-                   "savepoint directory to this machine and pass its path.")
-            raise ConfigError(msg)
-        text = uri.path
-    p = Path(text).expanduser()
+    uri = urlparse(text)
+    if uri.scheme not in ("", "file"):
+        msg = (f"state check: {text} is on {uri.scheme}:, but the check reads local files only; copy the "
+               "savepoint directory to this machine and pass its path.")
+        raise ConfigError(msg)
+    p = Path(uri.path if uri.scheme else text).expanduser()
     meta = p / "_metadata" if p.is_dir() else p
     if not meta.is_file():
         msg = (f"state check: no _metadata at {meta}; pass the savepoint directory printed by "

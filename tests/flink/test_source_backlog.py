@@ -41,8 +41,8 @@ PAD = 2_000
 IDLENESS_MS = 200
 
 
-def _produce_backlog(s) -> tuple[Counter[str], dict[int, int]]:  # noqa: ANN001
-    """Write both partitions' events (then one probe per partition at the end); return counts, probe ts."""
+def _produce_backlog(s) -> Counter[str]:  # noqa: ANN001
+    """Write both partitions' events (then one probe per partition at the end); return per-user counts."""
     rng = random.Random(3)
     start = int(time.time() * 1000) - 3 * 3600 * 1000
     producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
@@ -65,7 +65,7 @@ def _produce_backlog(s) -> tuple[Counter[str], dict[int, int]]:  # noqa: ANN001
         producer.send(s.topic("events"), json.dumps(tick).encode(), partition=p)
     producer.flush()
     producer.close()
-    return counts, {p: end for p in LAYOUT}
+    return counts
 
 
 def _run(s, fetch_bytes: int) -> tuple[Counter[str], list[dict]]:  # noqa: ANN001
@@ -73,7 +73,7 @@ def _run(s, fetch_bytes: int) -> tuple[Counter[str], list[dict]]:  # noqa: ANN00
     s = s.model_copy(update={"session_gap_ms": GAP_MS, "out_of_orderness_ms": 1000, "source_idleness_ms": IDLENESS_MS,
                              "source_fetch_bytes": fetch_bytes, "checkpoint_interval_ms": 1000,
                              "profile_flush_ms": 1000})
-    counts, _ = _produce_backlog(s)
+    counts = _produce_backlog(s)
     users = sorted(counts)
     probes = {f"{s.topic_prefix}probe{p}" for p in LAYOUT}
     env = stream_env(s)
