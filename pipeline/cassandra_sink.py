@@ -1,11 +1,13 @@
 """Idempotent, ordered upserts of profiles, sessions and item vectors, from inside the job.
 
 There is no Cassandra connector for Flink 2.x, so the stateful operators write with cassandra-driver.
-Writes are synchronous: when an operator returns from a callback its write is acknowledged, so a
-checkpoint barrier behind it never covers an unwritten change (what is not yet written is still in
-checkpointed state, with its flush timer). When Cassandra is unreachable a write is retried with
-backoff, which back-pressures the job, until `cassandra_write_timeout_s`; then the job fails and
-restarts from its last checkpoint rather than dropping anything.
+The writes of one operator call go out concurrently (at most `cassandra_max_in_flight` at a time, the
+driver's `execute_concurrent`) and the call returns only when every one is acknowledged, so a
+checkpoint barrier behind it never covers an unwritten change. When Cassandra is unreachable the
+failed writes are retried with backoff, which back-pressures the job, until
+`cassandra_write_timeout_s`; then the job fails and restarts from its last checkpoint rather than
+dropping anything. The operators get a `WriterFactory` (picklable, settings only) and open the
+connection in `open()`: `operators/` never imports this module.
 """
 
 from __future__ import annotations
@@ -77,6 +79,48 @@ class CassandraWriter:
         row = (item_id, ITEM_SCHEMA_VERSION, v.seq, v.vector, v.bias, v.update_count, updated)
         self._execute(self.item_stmt, (*row, v.seq))
 
+    def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None:
+        """Upsert profiles and closed sessions concurrently; returns when all are acknowledged."""
+        self._execute_many([(self.profile_stmt, (*profile_row(p), p.seq)) for p in profiles]
+                           + [(self.session_stmt, (*session_row(s), s.seq)) for s in sessions])
+
+    def write_items(self, items: list[tuple[str, ItemVector]]) -> None:
+        """Upsert item vectors concurrently; returns when all are acknowledged."""
+        from datetime import UTC, datetime
+
+        work = []
+        for item_id, v in items:
+            updated = datetime.fromtimestamp(v.updated_ts / 1000, tz=UTC) if v.updated_ts > 0 else None
+            work.append((self.item_stmt, (item_id, ITEM_SCHEMA_VERSION, v.seq, v.vector, v.bias, v.update_count,
+                                          updated, v.seq)))
+        self._execute_many(work)
+
+    def _execute_many(self, work: list[tuple[object, tuple[object, ...]]]) -> None:
+        from cassandra.concurrent import execute_concurrent
+
+        deadline = time.monotonic() + self.settings.cassandra_write_timeout_s
+        delay = 0.05
+        while work:
+            results = execute_concurrent(self.session, work, concurrency=self.settings.cassandra_max_in_flight,
+                                         raise_on_first_error=False)
+            failed = [(w, r.result_or_exc) for w, r in zip(work, results, strict=True) if not r.success]
+            self.writes += len(work) - len(failed)
+            if not failed:
+                return
+            self.retries += len(failed)
+            exc = failed[0][1]
+            if time.monotonic() + delay > deadline:
+                msg = (
+                    f"{len(failed)} Cassandra writes kept failing for {self.settings.cassandra_write_timeout_s}s "
+                    f"(last: {type(exc).__name__}: {exc}); the job fails and restarts from its last checkpoint. "
+                    f"Check Cassandra is up at {self.settings.cassandra_hosts}:{self.settings.cassandra_port}."
+                )
+                raise InfraError(msg) from exc if isinstance(exc, BaseException) else None
+            log.warning("retrying %d failed Cassandra writes in %.2fs: %s", len(failed), delay, exc)
+            time.sleep(delay)  # back-pressure: the operator thread waits for Cassandra
+            delay = min(delay * 2, 2.0)
+            work = [w for w, _ in failed]
+
     def _execute(self, stmt, values: tuple[object, ...]) -> None:  # noqa: ANN001 - driver type
         deadline = time.monotonic() + self.settings.cassandra_write_timeout_s
         delay = 0.05
@@ -101,3 +145,14 @@ class CassandraWriter:
     def close(self) -> None:
         """Shut the driver down (operator `close()`)."""
         self.cluster.shutdown()
+
+
+class WriterFactory:
+    """Opens a `CassandraWriter` inside an operator's `open()`; pickled into the job with the settings only."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self) -> CassandraWriter:
+        """A connected writer (retries the connection until `cassandra_write_timeout_s`)."""
+        return CassandraWriter(self.settings)

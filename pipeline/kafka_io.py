@@ -104,3 +104,17 @@ def seek_from(consumer, topic: str, from_ms: int | None) -> None:  # noqa: ANN00
     ends = consumer.end_offsets(parts)
     for tp in parts:
         consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+
+
+def partitions_of(settings: Settings, topic: str) -> tuple[int, ...]:
+    """The partition ids of ``topic`` as the broker has them now; () when the topic or broker is missing."""
+    from kafka import KafkaConsumer
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    except Exception:  # noqa: BLE001 - no broker: the router then learns partitions as they send
+        return ()
+    try:
+        return tuple(sorted(consumer.partitions_for_topic(topic) or ()))
+    finally:
+        consumer.close()

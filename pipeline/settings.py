@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_event_bytes: int = 16_384  # larger records go to the dead-letter topic
     max_clock_skew_ms: int = 86_400_000  # events further in the future than this are dead-lettered
     min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered
+    # Micro-batching (docs/architecture.md#batches): the source's records are gathered into one record per
+    # batch_ms of processing time in Java, then validated and split by user shard in one Python call.
+    batch_ms: int = Field(default=100, ge=1)
+    user_shards: int = Field(default=16, ge=1, description="Keys of the user stage (the unit of rescaling).")
+    item_shards: int = Field(default=4, ge=1, description="Keys of the item stage.")
+    router_tick_ms: int = Field(default=500, ge=10)  # the router re-evaluates idle partitions this often
+    cassandra_max_in_flight: int = Field(default=128, ge=1)  # concurrent writes of one operator call
     embedding_dim: int = 64
     negatives: int = 8
     model_seed: int = 7
@@ -83,8 +90,9 @@ class Settings(BaseSettings):
     session_weight: float = Field(default=0.0, ge=0.0, le=1.0)  # live-session share of a personalized query
     personalize_after_events: int = Field(default=3, ge=0)  # fewer events: served from the session rung
     seen_items_max: int = Field(default=1_000, ge=1)  # items remembered per user ("exclude seen", evaluation)
-    online_eval_percent: int = Field(default=100, ge=0, le=100,
-                                     description="Share of interactions scored test-then-learn (by event id).")
+    online_eval_percent: float = Field(
+        default=1.0, ge=0, le=100,
+        description="Percent of interactions scored test-then-learn (by event id); 100 for quality runs.")
     eval_k: int = 10  # hit-rate@k of the online evaluation
     recommendations_delivery: str = Field(
         default="exactly_once", pattern="^(exactly_once|at_least_once)$",

@@ -29,24 +29,18 @@ def events_table_ddl(
         else "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest'"
     )
     bounded_opt = ", 'scan.bounded.mode' = 'latest-offset'" if bounded else ""
-    # Event time for watermarks is read here, in the source, so watermarks are generated per Kafka
-    # partition (a reader that runs ahead on one partition does not make the other one late).
-    # Records without a plausible `ts` (malformed, absurd) count as time 0: they never move the
-    # watermark; the validator dead-letters them afterwards.
-    # The per-partition fetch is bounded (source_fetch_bytes): with Kafka's 1 MB default the reader
-    # emits one partition's fetched records for up to a minute at Python speeds, the other partition is
-    # declared idle meanwhile, the watermark runs ahead of it and its events arrive late.
-    ts = "TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), '$.ts') AS BIGINT)"
-    upper = f"(CAST(UNIX_TIMESTAMP() AS BIGINT) * 1000 + {settings.max_clock_skew_ms})"
-    plausible = f"CASE WHEN {ts} BETWEEN {settings.min_event_ts_ms} AND {upper} THEN {ts} ELSE 0 END"
+    # No event time and no WATERMARK here: the records are batched by processing time in Java
+    # (`batch_query`), and the events router computes the watermark per partition from the batches
+    # (operators/events/router.py), so it can never overtake records a batch still holds.
+    # The per-partition fetch is bounded (source_fetch_bytes): the reader alternates between partitions
+    # often, so no partition waits long enough to be declared idle while it still has records.
     return f"""
 CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   `value` BYTES,
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
-  `event_time` AS TO_TIMESTAMP_LTZ({plausible}, 3),
-  WATERMARK FOR `event_time` AS `event_time` - INTERVAL '{settings.out_of_orderness_ms / 1000:.3f}' SECOND
+  `pt` AS PROCTIME()
 ) WITH (
   'connector' = 'kafka',
   'topic' = '{settings.topic("events")};{settings.topic("rec-requests")}',
@@ -57,6 +51,20 @@ CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   {startup},
   'format' = 'raw'{bounded_opt}
 )"""
+
+
+def batch_query(settings: Settings) -> str:
+    """One row per ``batch_ms`` of processing time: the window's values, topics, partitions and offsets.
+
+    Why in SQL: the window runs in Java, so no Python call is made per Kafka record; the router gets
+    one call per window. A null value (tombstone) becomes empty bytes, which the validator
+    dead-letters as empty, so the four arrays always line up.
+    """
+    return f"""
+SELECT ARRAY_AGG(COALESCE(`value`, X'')) AS vs, ARRAY_AGG(`topic`) AS ts, ARRAY_AGG(`partition`) AS ps,
+       ARRAY_AGG(`offset`) AS os
+FROM TABLE(TUMBLE(TABLE {RAW_EVENTS_TABLE}, DESCRIPTOR(`pt`), INTERVAL '{settings.batch_ms / 1000:.3f}' SECOND))
+GROUP BY window_start, window_end"""
 
 
 def bytes_source(settings: Settings, topic: str, *, group_id: str):  # noqa: ANN201 - pyflink type

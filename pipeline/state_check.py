@@ -118,6 +118,34 @@ def load(meta: Path) -> tuple[int, list[SavedOperator]]:
     return md.getCheckpointId(), ops
 
 
+# uids of earlier releases whose state this build cannot take over, and what to do instead.
+RETIRED_UIDS: dict[str, str] = {
+    "user-state": (
+        "the per-user state of release 0.1 (one key per user); this build keys the user stage by user shard "
+        "(uid user-shards) and PyFlink has no State Processor API to re-key it. Start this build with "
+        "--allowNonRestoredState and no user state (profiles in Cassandra are kept and overwritten as users "
+        "come back), or keep running the 0.1 build"
+    ),
+    "item-state": (
+        "the per-item vectors of release 0.1 (one key per item); this build keys items by item shard (uid "
+        "item-shards). Starting with --allowNonRestoredState starts items from their deterministic initial "
+        "vectors; the user stage's replica and the index keep the last vectors they had"
+    ),
+    "feedback-batches": "pending feedback vectors of release 0.1 (at most 200 ms of them): safe to drop",
+}
+
+
+def retired_uid_hashes() -> dict[str, str]:
+    """Operator id (hex, as Flink derives it from a uid) → retired uid."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    hashing = jvm.org.apache.flink.shaded.guava33.com.google.common.hash.Hashing
+    utf8 = jvm.java.nio.charset.StandardCharsets.UTF_8
+    return {bytes(hashing.murmur3_128(0).newHasher().putString(uid, utf8).hash().asBytes()).hex(): uid
+            for uid in RETIRED_UIDS}
+
+
 def check(settings: Settings, savepoint: Path) -> Report:
     """Compare a savepoint with this build and these settings."""
     from state_schemas.registry import CODECS
@@ -136,8 +164,14 @@ def check(settings: Settings, savepoint: Path) -> Report:
             f"{', ...' if len(names) > 4 else ''}): Flink refuses to restore keyed state across a change of max "
             "parallelism. Deploy with the savepoint's value; changing it means starting from empty state."
         )
+    retired = retired_uid_hashes()
     for op in ops:
-        if op.operator_id not in current and op.state_bytes > 0:
+        if op.operator_id in retired and op.state_bytes > 0:
+            uid = retired[op.operator_id]
+            report.problems.append(
+                f"operator {uid!r} ({op.operator_id}) holds {op.state_bytes} bytes of state: {RETIRED_UIDS[uid]}."
+            )
+        elif op.operator_id not in current and op.state_bytes > 0:
             report.problems.append(
                 f"operator {op.operator_id} holds {op.state_bytes} bytes of state but this build has no operator with "
                 "that id: a uid was renamed or removed (tests/golden/job_uids.json). Restore the uid, or start with "

@@ -26,7 +26,7 @@ from typing import Any, Final, Generic, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pipeline.errors import SchemaError, StateVersionError
+from state_schemas.errors import SchemaError, StateVersionError
 
 T = TypeVar("T")
 
@@ -47,6 +47,8 @@ TAGS: Final[Mapping[str, int]] = {
     "interaction_msg": ord("N"),
     "partial_msg": ord("P"),
     "vector_batch_msg": ord("B"),
+    "record_batch": ord("K"),
+    "grad_batch": ord("H"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -31,9 +31,9 @@ from typing import Final, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.errors import SchemaError
 from state_schemas import item_vector
 from state_schemas.codec import TAGS
+from state_schemas.errors import SchemaError
 from state_schemas.item_vector import ItemVector
 from state_schemas.requests_v1 import RequestV1
 

@@ -60,7 +60,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pipeline.errors import SchemaError, StateVersionError
+from state_schemas.errors import SchemaError, StateVersionError
 
 
 def _import_hnswlib() -> ModuleType:

@@ -1,66 +1,80 @@
-"""Flink adapter of input validation: raw Kafka records in, compact events/requests or dead letters out.
+"""Flink adapter of the events router (`operators.events.router`): windows of raw records in, user-shard batches out.
 
-Stateless (no keyed state): every record either becomes `(user_id, ts, encoded event)` (or
-`(user_id, ts, encoded request)` for a record of the requests topic) on the main output or a dead-letter
-record (original bytes + reason + source coordinates) on `DEAD_LETTERS`. Nothing raises for bad input,
-so one bad record never restarts the job. Events and requests share one source and one stream so a
-request is keyed by user exactly like that user's events and meets their live state.
+Input: one Row per ~``batch_ms`` of processing time from the Table-API window over the events and
+requests topics: ``(values, topics, partitions, offsets)`` arrays. Keyed by a constant (one router:
+it must see every partition to compute the watermark), so it can keep a processing-time tick that
+lets idle partitions release the watermark when no records come. Output: ``(user shard key,
+RecordBatch)`` on the main output; dead letters (JSON, with reason and source coordinates) on the
+`DEAD_LETTERS` side output. Nothing raises for bad input, so one bad record never restarts the job.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
-from operators.events.logic import Reason, Rejection, dead_letter, validate
-from operators.serving.requests import validate as validate_request
-from state_schemas.events import encode_event
-from state_schemas.messages import encode_request
+from operators.events.logic import Reason
+from operators.events.router import Progress, RouterParams, route, shard_records
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PRIMITIVE_ARRAY(Types.BYTE()))
-EVENT_TYPE = Types.TUPLE([Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+SHARD_BATCH_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+ROUTER_KEY = "router"
 
 
-class ValidateEvents(ProcessFunction):
-    """Row(value, topic, partition, offset) → (user_id, ts, event bytes) | dead letter."""
+def shard_key(shard: int) -> str:
+    """Key of the records bound for user shard ``shard``."""
+    return f"u{shard}"
 
-    def __init__(self, *, max_bytes: int, max_skew_ms: int, min_ts_ms: int, requests_topic: str | None = None) -> None:
-        self.requests_topic = requests_topic
-        self.max_bytes = max_bytes
-        self.max_skew_ms = max_skew_ms
-        self.min_ts_ms = min_ts_ms
+
+class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
+    """Row(values[], topics[], partitions[], offsets[]) → (user shard key, RecordBatch) | dead letters."""
+
+    def __init__(self, params: RouterParams, tick_ms: int = 500) -> None:
+        self.params = params
+        self.tick_ms = tick_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        self.progress = Progress(started_ms=int(time.time() * 1000))
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.valid = group.counter("events_valid")
         self.valid_requests = group.counter("requests_valid")
         self.dead = group.counter("dead_letters")
+        self.batches = group.counter("router_batches")
         self.by_reason = {r: group.add_group("reason", r.value).counter("dead_letters") for r in Reason}
+        group.gauge("watermark_lag_ms", lambda: max(0, int(time.time() * 1000) - self.progress.watermark)
+                    if self.progress.watermark > 0 else 0)
 
-    def process_element(self, row, ctx: ProcessFunction.Context):  # noqa: ANN001, ANN201 - pyflink types
-        raw, topic, partition, offset = row[0], row[1], row[2], row[3]
-        now_ms = int(time.time() * 1000)
-        if topic == self.requests_topic:
-            req = validate_request(bytes(raw), max_bytes=self.max_bytes)
-            if isinstance(req, Rejection):
-                self.dead.inc()
-                self.by_reason[req.reason].inc()
-                yield DEAD_LETTERS, dead_letter(bytes(raw), req.reason, req.detail, topic, partition, offset, now_ms)
-                return
-            self.valid_requests.inc()
-            yield req.user_id, req.ts, encode_request(req)
-            return
-        out = validate(
-            bytes(raw), now_ms=now_ms, max_bytes=self.max_bytes, max_skew_ms=self.max_skew_ms,
-            min_ts_ms=self.min_ts_ms,
-        )
-        if isinstance(out, Rejection):
-            self.dead.inc()
-            self.by_reason[out.reason].inc()
-            yield DEAD_LETTERS, dead_letter(bytes(raw), out.reason, out.detail, topic, partition, offset, now_ms)
-            return
-        self.valid.inc()
-        yield out.user_id, out.ts, encode_event(out)
+    def process_element(self, row: Any, ctx: KeyedProcessFunction.Context) -> Any:
+        now = int(time.time() * 1000)
+        routed = route(self.progress, list(row[0]), list(row[1]), list(row[2]), list(row[3]),
+                       now_ms=now, params=self.params)
+        self.batches.inc()
+        self.valid.inc(routed.events)
+        self.valid_requests.inc(routed.requests)
+        for reason, n in routed.dead_by_reason.items():
+            self.dead.inc(n)
+            self.by_reason[reason].inc(n)
+        for dl in routed.dead_letters:
+            yield DEAD_LETTERS, dl
+        previous = self.progress.watermark
+        yield from self._emit(routed, self.progress.advance(now, self.params), previous)
+        # Aligned ticks: a timer restored from a checkpoint and a new one coincide (timers dedupe).
+        ctx.timer_service().register_processing_time_timer((now // self.tick_ms + 1) * self.tick_ms)
+
+    def _emit(self, routed: Any, watermark: int, previous: int, *, everyone: bool = False) -> Any:
+        for shard, blob in shard_records(routed, watermark, previous, self.params.user_shards, everyone=everyone):
+            yield shard_key(shard), blob
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
+        # Idle partitions release the watermark only with time: re-evaluate it while records are quiet,
+        # and give every user shard a call (its Cassandra flush is checked on every call).
+        from operators.events.router import Routed
+
+        previous = self.progress.watermark
+        yield from self._emit(Routed({}, [], {}), self.progress.advance(timestamp, self.params), previous,
+                              everyone=True)
+        ctx.timer_service().register_processing_time_timer((timestamp // self.tick_ms + 1) * self.tick_ms)

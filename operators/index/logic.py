@@ -35,7 +35,7 @@ from operators.learner.bpr import BPRParams
 from operators.learner.cooc import CoocParams, recency_weights
 from operators.learner.popularity import bump, decay, log_popularity
 from operators.learner.rank import top_k
-from pipeline.errors import ConfigError
+from state_schemas.errors import ConfigError
 from state_schemas.index_entry import IndexEntry
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import InteractionMsg, PartialMsg, QueryMsg
@@ -339,3 +339,52 @@ def interaction_shares(
         (s, InteractionMsg(item_id if s == own else None, ts, weight, category, tuple(pairs)))
         for s, pairs in sorted(by_shard.items())
     ]
+
+
+def split_vector_batch(data: bytes, shards: int) -> list[tuple[int, bytes]]:
+    """A VectorBatch of the item stage as one VectorBatch per index shard that owns some of its items."""
+    from state_schemas.messages import decode_vector_batch, decode_vector_msg, encode_vector_batch
+
+    if shards == 1:
+        return [(0, data)]
+    by_shard: dict[int, list[bytes]] = {}
+    for msg in decode_vector_batch(data):
+        by_shard.setdefault(shard_of(decode_vector_msg(msg)[0], shards), []).append(msg)
+    return [(s, encode_vector_batch(m)) for s, m in sorted(by_shard.items())]
+
+
+@dataclass(slots=True)
+class BatchOut:
+    """What one batch did to a shard: partial answers in query order and the state entries to write."""
+
+    partials: list[PartialMsg] = field(default_factory=list)
+    items: set[str] = field(default_factory=set)  # items whose IndexEntry changed
+    cells: dict[tuple[str, str], float] = field(default_factory=dict)  # co-occurrence cells, last value
+    vectors: int = 0
+
+
+def apply_batch(shard: IndexShard, records: list[bytes]) -> BatchOut:
+    """Queries, interaction shares and item vectors of one batch, in order: rank, learn, take vectors."""
+    from state_schemas.codec import TAGS
+    from state_schemas.messages import decode_interaction, decode_query, decode_vector_msg
+
+    query, interaction, vector = TAGS["query_msg"], TAGS["interaction_msg"], TAGS["item_vector_msg"]
+    out = BatchOut()
+    for record in records:
+        tag = record[0]
+        if tag == query:
+            out.partials.append(shard.rank(decode_query(record)))
+        elif tag == interaction:
+            changed, cells = shard.apply_interaction(decode_interaction(record))
+            out.items.update(changed)
+            for owner, partner, v in cells:
+                out.cells[owner, partner] = v
+        elif tag == vector:
+            item_id, _ts, state = decode_vector_msg(record)
+            if shard.apply_vector(item_id, state):
+                out.vectors += 1
+                out.items.add(item_id)
+        else:
+            msg = f"index shard {shard.shard}: record with tag {tag}: the job graph routes a foreign record here"
+            raise ValueError(msg)
+    return out

@@ -1,44 +1,63 @@
-"""Flink adapter of the item stage: keyed by item, applies the user stage's gradients.
+"""Flink adapter of the item stage: keyed by item shard, applies coalesced gradient batches.
 
-Each item's state is one versioned blob (`state_schemas.item_vector`). Aligned processing-time timers
-coalesce output: at most one `item-vectors` feedback record (to the user stage and the index) per item
-per `item_flush_ms`, and one Cassandra write per item per `item_store_ms`, whatever the update rate.
-Why two intervals: the feedback must be fresh (it is what serving ranks with), while the Cassandra
-row is for readers outside the job; synchronous writes at the feedback rate were measured to stall
-the whole job (the item stage spent a third of its time waiting on Cassandra and back-pressured it).
+Per call: one `GradBatch` (one user-shard batch's gradients for this item shard, summed per item) goes
+through `ItemShard.apply` in one vectorised step; the changed items are written back to keyed state in
+one ``put_all``. Aligned processing-time timers coalesce the output: every ``item_flush_ms`` the items
+changed since the last flush leave as `VectorBatch` records (to the `item-vectors` feedback topic and,
+split by index shard, to the index), and every ``item_store_ms`` they are written to Cassandra
+(concurrently, all acknowledged before the timer returns).
+
+Why two intervals: the feedback must be fresh (it is what serving ranks with), while the Cassandra row
+is for readers outside the job. The dirty sets are in memory: after a restore every item of the shard
+counts as changed once, so nothing that was pending at the failure is lost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor
 
-from operators.items.logic import apply
+from operators.items.shard import ItemShard
 from operators.learner.bpr import BPRParams
-from pipeline.settings import Settings
 from state_schemas import item_vector
-from state_schemas.messages import decode_update, encode_vector_msg
+from state_schemas.batches import decode_grads
+from state_schemas.item_vector import ItemVector
+from state_schemas.messages import encode_vector_batch, encode_vector_msg
 
-ITEM_STATE = "item-vector"
+ITEMS_STATE = "item-vectors-by-shard"  # item id -> item_vector blob, under the item-shard key (docs/state.md)
+MAX_BATCH = 500  # vectors per feedback record: ~150 KB at dim 64, far below Kafka's 1 MB default
 
 
-class ItemStage(KeyedProcessFunction):
-    """(item_id, ItemUpdate bytes) keyed by item → item-vectors records (coalesced)."""
+class ItemWriter(Protocol):
+    """What the item stage needs of a Cassandra writer (injected: operators never import pipeline/)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def write_items(self, items: list[tuple[str, ItemVector]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
+    """(item shard key, GradBatch) keyed by item shard → VectorBatch records (coalesced per interval)."""
+
+    def __init__(self, bpr: BPRParams, seed: int, writer: Callable[[], ItemWriter], *, flush_ms: int,
+                 store_ms: int) -> None:
+        self.bpr = bpr
+        self.seed = seed
+        self.writer_factory = writer
+        self.flush_ms = flush_ms
+        self.store_ms = store_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from pipeline.cassandra_sink import CassandraWriter
-
-        s = self.settings
-        self.bpr = BPRParams(dim=s.embedding_dim, negatives=s.negatives)
-        self.seed = s.model_seed
-        self.flush_ms = s.item_flush_ms
-        self.store_ms = s.item_store_ms
-        self.state = runtime_context.get_state(ValueStateDescriptor(ITEM_STATE, Types.PICKLED_BYTE_ARRAY()))
-        self.writer = CassandraWriter(s)
+        self.state = runtime_context.get_map_state(
+            MapStateDescriptor(ITEMS_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.shards: dict[str, ItemShard] = {}
+        self.to_flush: dict[str, set[str]] = {}
+        self.to_store: dict[str, set[str]] = {}
+        self.writer = self.writer_factory()
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.updates = group.counter("item_updates")
         self.flushes = group.counter("item_flushes")
@@ -48,26 +67,44 @@ class ItemStage(KeyedProcessFunction):
         if hasattr(self, "writer"):
             self.writer.close()
 
-    def process_element(self, value, ctx: KeyedProcessFunction.Context):  # noqa: ANN001, ANN201
-        upd = decode_update(bytes(value[1]))
-        blob = self.state.value()
-        cur = item_vector.decode(bytes(blob)) if blob is not None else None
-        self.state.update(item_vector.encode(apply(self.bpr, cur, upd, self.seed)))
-        self.updates.inc()
+    def _shard(self, key: str) -> ItemShard:
+        shard = self.shards.get(key)
+        if shard is None:
+            shard = ItemShard(self.bpr.dim)
+            for item_id, blob in self.state.items():
+                shard.put(item_id, item_vector.decode(bytes(blob)))
+            self.shards[key] = shard
+            self.to_flush[key] = set(shard.ids)
+            self.to_store[key] = set(shard.ids)
+        return shard
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
+        key = value[0]
+        shard = self._shard(key)
+        g = decode_grads(bytes(value[1]))
+        changed = shard.apply(self.bpr, g, self.seed)
+        self.state.put_all({i: item_vector.encode(shard.state(i)) for i in changed})
+        self.updates.inc(int(g.count.sum()))
+        self.to_flush[key].update(changed)
+        self.to_store[key].update(changed)
         timers = ctx.timer_service()
         now = timers.current_processing_time()
         timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
         timers.register_processing_time_timer((now // self.store_ms + 1) * self.store_ms)
+        return iter(())
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # noqa: ANN201
-        blob = self.state.value()
-        if blob is None:
-            return
-        item_id = ctx.get_current_key()
-        state = item_vector.decode(bytes(blob))
-        if timestamp % self.store_ms == 0:
-            self.writer.write_item(item_id, state)
-            self.stores.inc()
-        if timestamp % self.flush_ms == 0:
-            self.flushes.inc()
-            yield encode_vector_msg(item_id, state.updated_ts, state)
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
+        key = ctx.get_current_key()
+        shard = self._shard(key)
+        if timestamp % self.store_ms == 0 and self.to_store[key]:
+            items = sorted(self.to_store[key])
+            self.writer.write_items([(i, shard.state(i)) for i in items])
+            self.stores.inc(len(items))
+            self.to_store[key] = set()
+        if timestamp % self.flush_ms == 0 and self.to_flush[key]:
+            items = sorted(self.to_flush[key])
+            self.to_flush[key] = set()
+            self.flushes.inc(len(items))
+            msgs = [encode_vector_msg(i, (s := shard.state(i)).updated_ts, s) for i in items]
+            for j in range(0, len(msgs), MAX_BATCH):
+                yield encode_vector_batch(msgs[j : j + MAX_BATCH])

@@ -38,3 +38,14 @@ def apply(params: BPRParams, state: ItemVector | None, upd: ItemUpdate, seed: in
         seq=cur.seq + 1,
         updated_ts=max(upd.ts, cur.updated_ts),
     )
+
+
+def item_shard(item_id: str, shards: int) -> int:
+    """The item shard that owns ``item_id`` (crc32 of its UTF-8 bytes: stable across processes).
+
+    >>> item_shard("i1", 1), item_shard("i1", 4) == item_shard("i1", 4)
+    (0, True)
+    """
+    import zlib
+
+    return zlib.crc32(item_id.encode()) % shards if shards > 1 else 0

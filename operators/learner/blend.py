@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from operators.learner.frozen import FrozenMap
-from pipeline.errors import ConfigError
+from state_schemas.errors import ConfigError
 
 # Tuned on MovieLens-100K replay: popularity mostly helps as a tie-breaker, hence its small weight.
 DEFAULT_WEIGHTS: Mapping[str, float] = FrozenMap({"bpr": 1.0, "cooc": 1.0, "pop": 0.2})

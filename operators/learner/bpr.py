@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from operators.learner.frozen import FrozenMap
-from pipeline.errors import ConfigError, SchemaError
+from state_schemas.errors import ConfigError, SchemaError
 
 Vec = NDArray[np.float32]
 """A user or item embedding: 1-d float32 of length `BPRParams.dim`."""

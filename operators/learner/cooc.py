@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.errors import ConfigError
+from state_schemas.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

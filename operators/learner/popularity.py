@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.errors import ConfigError
+from state_schemas.errors import ConfigError
 
 T = TypeVar("T", float, NDArray[np.float64])
 

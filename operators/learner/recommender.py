@@ -31,7 +31,7 @@ from operators.learner.bpr import (
 from operators.learner.cooc import CoocParams, DenseCoOccurrence
 from operators.learner.popularity import bump, log_popularity
 from operators.learner.rank import top_k
-from pipeline.errors import ConfigError
+from state_schemas.errors import ConfigError
 
 if TYPE_CHECKING:
     from operators.index.logic import ShardParams

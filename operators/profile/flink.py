@@ -1,62 +1,72 @@
-"""Flink adapter of the user stage: keyed by user, connected to the broadcast item vectors.
+"""Flink adapter of the user stage: keyed by user shard, connected to the broadcast item vectors.
 
-Per event: dedupe/session/interest update (`operators.profile.logic`), a test-then-learn evaluation
-query to the index shards (when sampled), interaction shares to the index shards, one BPR step against
-the local item table (`operators.profile.embedding`) with item gradients out on the main output (to
-the item stage), an event-time timer for the session gap and an aligned processing-time timer that
-coalesces the profile's Cassandra write. A closed session goes out under `SESSION_KEY` and to
-Cassandra. Per request (same input stream, tagged record): the user's query, scattered to every shard.
+Per call: one `RecordBatch` of a user shard (events and requests in stream order, and the router's
+watermark) goes through `operators.profile.shard.step`; the users it changed are written back to keyed
+state in one ``put_all`` per state; its outputs leave as one record per downstream shard:
+coalesced item gradients (`GradBatch`) on the main output to the item shards, queries and interaction
+shares (`RecordBatch`) on `INDEX` to the index shards, closed sessions on `SESSIONS`.
+
+The in-memory `UserShard` is a cache of keyed state: it is loaded from state on the first record of
+its key after `open()` (every profile, to rebuild the heap of session ends) and every change is
+written back before the call returns, so a checkpoint taken between two calls holds everything.
+
+Cassandra: each changed user is written at most once per ``profile_flush_ms`` (checked on every call;
+the router sends every shard a watermark batch at least every tick, so an idle shard still flushes),
+and at once when a session closes; the writes of one call go out concurrently and are all
+acknowledged before the call returns (so before the next checkpoint barrier). After a restore every
+user of the shard is written again once: what was pending at the failure is not lost.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 from pyflink.common import Types
-from pyflink.datastream import TimeDomain
+from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor
 
-from operators.index.flink import index_key
-from operators.index.logic import interaction_shares
-from operators.learner.bpr import BPRParams
-from operators.learner.cooc import CoocParams
-from operators.profile import logic
-from operators.profile.embedding import ItemTable, user_step
-from operators.serving.logic import make_query, state_digest
-from pipeline.settings import Settings
+from operators.profile.embedding import ItemTable
+from operators.profile.logic import SessionSummary
+from operators.profile.shard import UserParams, UserShard, step
 from state_schemas import item_vector, seen_items, user_profile
+from state_schemas.batches import decode_records, encode_grads, encode_records
 from state_schemas.codec import TAGS
-from state_schemas.events import decode_event
-from state_schemas.messages import (
-    decode_request,
-    decode_vector_batch,
-    decode_vector_msg,
-    encode_interaction,
-    encode_query,
-    encode_update,
-)
+from state_schemas.messages import decode_vector_batch, decode_vector_msg
+from state_schemas.user_profile import UserProfile
 
-# Closed sessions leave on the main output under this key, not as a side output: PyFlink 2.2's
-# embedded keyed-broadcast operator drops the side-output routing for records yielded by on_timer
-# (operations.py yields them unfiltered → ClassCastException), and sessions close in on_timer. Item ids
-# never start with a control character (the event contract rejects them), so the key cannot collide.
-SESSION_KEY = "\x00session"
-UPDATE_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+KEYED_BYTES_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+SESSIONS = OutputTag("sessions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+INDEX = OutputTag("index-records", KEYED_BYTES_TYPE)
 ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-PROFILE_STATE = "user-profile"  # renaming a state descriptor is a deliberate reset (docs/state.md)
-SEEN_STATE = "seen-items"
-_REQUEST_TAG = TAGS["request_msg"]
+PROFILES_STATE = "user-profiles"  # user id -> profile blob, under the user-shard key (docs/state.md)
+SEEN_STATE = "user-seen-items"  # user id -> seen-items blob, under the user-shard key
+INDEX_KEY_PREFIX = "\x01"  # records for index shard n carry "\x01<n>" as key
 _BATCH_TAG = TAGS["vector_batch_msg"]
 
 
-def sampled(event_id: str, percent: int) -> bool:
-    """Deterministic sampling of the online evaluation by event id (the same events on every replay)."""
-    import zlib
-
-    return percent >= 100 or (percent > 0 and zlib.crc32(event_id.encode()) % 100 < percent)
+def index_key(shard: int) -> str:
+    """Key of records bound for index shard ``shard``."""
+    return f"{INDEX_KEY_PREFIX}{shard}"
 
 
-def session_json(s: logic.SessionSummary) -> bytes:
+def item_key(shard: int) -> str:
+    """Key of gradient batches bound for item shard ``shard``."""
+    return f"i{shard}"
+
+
+class ProfileWriter(Protocol):
+    """What the user stage needs of a Cassandra writer (injected: operators never import pipeline/)."""
+
+    def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def session_json(s: SessionSummary) -> bytes:
     """The sessions-topic record of a closed session."""
     import json
 
@@ -71,28 +81,27 @@ def session_json(s: logic.SessionSummary) -> bytes:
     ).encode()
 
 
-class UserStage(KeyedBroadcastProcessFunction):
-    """(user_id, ts, event bytes) keyed by user ⋈ broadcast item-vector records."""
+class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
+    """(user shard key, RecordBatch) keyed by shard ⋈ broadcast item-vector batches."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, params: UserParams, writer: Callable[[], ProfileWriter], profile_flush_ms: int) -> None:
+        self.params = params
+        self.writer_factory = writer
+        self.flush_ms = profile_flush_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from pipeline.cassandra_sink import CassandraWriter
-
-        s = self.settings
-        self.gap = s.session_gap_ms
-        self.flush_ms = s.profile_flush_ms
-        self.seed = s.model_seed
-        self.bpr = BPRParams(dim=s.embedding_dim, negatives=s.negatives)
-        self.state = runtime_context.get_state(ValueStateDescriptor(PROFILE_STATE, Types.PICKLED_BYTE_ARRAY()))
-        self.seen = runtime_context.get_state(ValueStateDescriptor(SEEN_STATE, Types.PICKLED_BYTE_ARRAY()))
-        self.shards = s.index_shards
-        self.window = CoocParams().window
-        self.table = ItemTable(self.bpr.dim)
+        self.profiles = runtime_context.get_map_state(
+            MapStateDescriptor(PROFILES_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.seen = runtime_context.get_map_state(
+            MapStateDescriptor(SEEN_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.shards: dict[str, UserShard] = {}
+        self.pending: dict[str, set[str]] = {}  # shard key -> users to write at the next flush
+        self.flushed: dict[str, float] = {}
+        self.table = ItemTable(self.params.bpr.dim)
+        self.held: dict[str, int] = {}  # item -> seq of the feedback vector held (mirrors broadcast state)
         self.table_loaded = False
-        self.rng = np.random.default_rng(self.seed)
-        self.writer = CassandraWriter(s)
+        self.rng = np.random.default_rng(self.params.seed)
+        self.writer = self.writer_factory()
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.events = group.counter("user_events")
         self.duplicates = group.counter("duplicates")
@@ -101,127 +110,86 @@ class UserStage(KeyedBroadcastProcessFunction):
         self.profile_writes = group.counter("profile_writes")
         self.requests = group.counter("requests")
         self.eval_queries = group.counter("eval_queries")
+        self.batches = group.counter("user_batches")
+        group.gauge("users_in_memory", lambda: sum(len(s.profiles) for s in self.shards.values()))
 
     def close(self) -> None:
         if hasattr(self, "writer"):
             self.writer.close()
 
-    def _load_table(self, ctx) -> None:  # noqa: ANN001
-        # After a restore the broadcast state is back but our numpy mirror is not: rebuild it once.
+    def _load_table(self, ctx: Any) -> None:
+        # After a restore the broadcast state is back but the numpy replica is not: rebuild it once.
         for item_id, blob in ctx.get_broadcast_state(ITEM_VECTORS_STATE).items():
             v = item_vector.decode(bytes(blob))
             self.table.upsert(item_id, v.as_array(), v.bias)
+            self.held[item_id] = v.seq
         self.table_loaded = True
 
-    def process_element(self, value, ctx):  # noqa: ANN001, ANN201
+    def _shard(self, key: str) -> UserShard:
+        shard = self.shards.get(key)
+        if shard is None:
+            profiles = {u: user_profile.decode(bytes(b)) for u, b in self.profiles.items()}
+
+            def load_seen(user_id: str) -> tuple[str, ...] | None:
+                blob = self.seen.get(user_id)
+                return None if blob is None else seen_items.decode(bytes(blob))
+
+            shard = UserShard.restore(profiles, load_seen, self.params.gap_ms)
+            self.shards[key] = shard
+            self.pending[key] = set(profiles)  # written again once: a pending write may have been lost
+            self.flushed[key] = time.monotonic()
+        return shard
+
+    def process_element(self, value: Any, ctx: Any) -> Any:
         if not self.table_loaded:
             self._load_table(ctx)
-        user_id, _ts, payload = value
-        payload = bytes(payload)
-        blob = self.state.value()
-        prof = user_profile.decode(blob) if blob is not None else None
-        if payload[0] == _REQUEST_TAG:
-            yield from self._request(user_id, payload, prof, blob)
-            return
-        event = decode_event(payload)
-        new, out = logic.on_event(prof, event, gap_ms=self.gap)
-        if out.status is logic.Status.DUPLICATE:
-            self.duplicates.inc()
-            return
-        self.events.inc()
-        if out.status is logic.Status.LATE:
-            self.late.inc()
-        seen_blob = self.seen.value()
-        seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
-        # Test, then learn: what would this user have been served just before this interaction?
-        s = self.settings
-        if seen and event.item_id not in seen and sampled(event.event_id, s.online_eval_percent):
-            self.eval_queries.inc()
-            yield from self._scatter(make_query(
-                prof, seen, self._vector_of, qid=f"eval:{event.event_id}", user_id=user_id, kind="eval",
-                k=s.eval_k, ts=event.ts, target=event.item_id, shards=self.shards,
-                session_weight=s.session_weight, personalize_after=s.personalize_after_events,
-            ))
-        recent = prof.recent_items if prof is not None else ()
-        for shard, share in interaction_shares(recent, event.item_id, event.ts, event.weight, event.category,
-                                               window=self.window, shards=self.shards):
-            yield index_key(shard), encode_interaction(share)
-        self.seen.update(seen_items.encode(seen_items.add(seen, event.item_id, s.seen_items_max)))
-        vec = new.embedding_vector() if new.embedding else None
-        new_vec, updates = user_step(
-            self.bpr, self.seed, user_id, vec, event.item_id, event.weight, event.ts,
-            self.table, self.rng,
-        )
-        new = new.with_embedding(new_vec, event.ts)
-        self.state.update(user_profile.encode(new))
-        for upd in updates:
-            yield upd.item_id, encode_update(upd)
-        if out.closed is not None:
-            yield from self._closed(out.closed, new)
-        timers = ctx.timer_service()
-        if out.timer_ts is not None:
-            timers.register_event_time_timer(out.timer_ts)
-        now = timers.current_processing_time()
-        timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
+        key = value[0]
+        shard = self._shard(key)
+        watermark, records = decode_records(bytes(value[1]))
+        out = step(shard, records, watermark, self.table, self.rng, self.params)
+        self.batches.inc()
+        if out.changed:
+            self.profiles.put_all({u: user_profile.encode(shard.profiles[u]) for u in out.changed})
+            seen = {u: seen_items.encode(shard.seen[u]) for u in out.changed if u in shard.seen}
+            if seen:
+                self.seen.put_all(seen)
+        self.events.inc(out.events)
+        self.duplicates.inc(out.duplicates)
+        self.late.inc(out.late)
+        self.requests.inc(out.requests)
+        self.eval_queries.inc(out.eval_queries)
+        for s, recs in out.index.items():
+            yield INDEX, (index_key(s), encode_records(recs))
+        for s, grads in out.grads.items():
+            yield item_key(s), encode_grads(grads)
+        pending = self.pending[key]
+        pending |= out.changed
+        now = time.monotonic()
+        if pending and now - self.flushed[key] >= self.flush_ms / 1000:
+            due, self.flushed[key] = set(pending), now
+        else:
+            due = {c.user_id for c in out.closed}
+        if due or out.closed:
+            self.writer.write_rows([shard.profiles[u] for u in due], out.closed)
+            self.profile_writes.inc(len(due))
+            pending -= due
+        for c in out.closed:
+            self.sessions.inc()
+            yield SESSIONS, session_json(c)
 
-    def _vector_of(self, item_id: str):  # noqa: ANN202
-        i = self.table.index.get(item_id)
-        return None if i is None else self.table.vecs[i]
-
-    def _scatter(self, query):  # noqa: ANN001, ANN202
-        blob = encode_query(query)
-        for shard in range(self.shards):
-            yield index_key(shard), blob
-
-    def _request(self, user_id: str, payload: bytes, prof: user_profile.UserProfile | None, blob: object):  # noqa: ANN202
-        """Scatter a query; `blob` is the profile state as `process_element` read it (hashed, not re-read)."""
-        req = decode_request(payload)
-        self.requests.inc()
-        s = self.settings
-        seen_blob = self.seen.value()
-        seen = seen_items.decode(bytes(seen_blob)) if seen_blob is not None else ()
-        digest = state_digest(None if blob is None else bytes(blob), None if seen_blob is None else bytes(seen_blob))
-        yield from self._scatter(make_query(
-            prof, seen, self._vector_of, qid=req.request_id, user_id=user_id, kind="request", k=req.k,
-            ts=req.ts, exclude_seen=req.exclude_seen, category=req.category, shards=self.shards,
-            session_weight=s.session_weight, personalize_after=s.personalize_after_events, digest=digest,
-        ))
-
-    def _closed(self, summary: logic.SessionSummary, prof: user_profile.UserProfile):  # noqa: ANN202
-        self.sessions.inc()
-        self.writer.write_session(summary)
-        self.writer.write_profile(prof)
-        self.profile_writes.inc()
-        yield SESSION_KEY, session_json(summary)
-
-    def on_timer(self, timestamp: int, ctx):  # noqa: ANN001, ANN201
-        blob = self.state.value()
-        if blob is None:
-            return
-        prof = user_profile.decode(blob)
-        if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            new, closed = logic.on_timer(prof, timestamp, self.gap)
-            if closed is not None:
-                self.state.update(user_profile.encode(new))
-                yield from self._closed(closed, new)
-            return
-        # Aligned flush timer: write the profile as it is now (idempotent, ordered by seq).
-        self.writer.write_profile(prof)
-        self.profile_writes.inc()
-
-    def process_broadcast_element(self, value, ctx):  # noqa: ANN001, ANN201
+    def process_broadcast_element(self, value: Any, ctx: Any) -> None:
+        if not self.table_loaded:
+            self._load_table(ctx)
         data = bytes(value)
-        broadcast = ctx.get_broadcast_state(ITEM_VECTORS_STATE)
+        fresh: dict[str, bytes] = {}
         for msg in decode_vector_batch(data) if data[0] == _BATCH_TAG else [data]:
-            self._take_vector(broadcast, msg)
-
-    def _take_vector(self, broadcast, msg: bytes) -> None:  # noqa: ANN001
-        item_id, _ts, state = decode_vector_msg(msg)
-        held = broadcast.get(item_id)
-        # The feedback topic has several partitions: an older vector of an item may arrive after a
-        # newer one. Keep the higher seq, so every user-stage instance converges on the same state.
-        if held is not None and item_vector.decode(bytes(held)).seq >= state.seq:
-            return
-        broadcast.put(item_id, item_vector.encode(state))
-        self.table.upsert(item_id, state.as_array(), state.bias)
-
+            item_id, _ts, state = decode_vector_msg(msg)
+            # The feedback topic has several partitions: an older vector of an item may arrive after a
+            # newer one. Keep the higher seq, so every user-stage instance converges on the same state.
+            if self.held.get(item_id, -1) >= state.seq:
+                continue
+            self.held[item_id] = state.seq
+            fresh[item_id] = item_vector.encode(state)
+            self.table.upsert(item_id, state.as_array(), state.bias)
+        if fresh:
+            ctx.get_broadcast_state(ITEM_VECTORS_STATE).put_all(fresh)

@@ -44,7 +44,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from pipeline.errors import ConfigError, StateKeyError
+from state_schemas.errors import ConfigError, StateKeyError
 from state_schemas.events import EVENT_TYPE_CODES, EVENT_TYPE_NAMES, EVENT_TYPE_WEIGHTS, Event
 from state_schemas.user_profile import FP_BYTES, NO_TS, Session, UserProfile, event_fingerprint, ring_contains
 

@@ -20,7 +20,6 @@ from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
 from operators.serving.logic import Pending, finish
-from pipeline.settings import Settings
 from state_schemas.messages import PartialMsg, decode_partial
 from state_schemas.requests_v1 import Source, answer_json
 
@@ -28,22 +27,21 @@ OUT_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 ANSWER, EVAL = "answer", "eval"
 
 
-def model_version(s: Settings) -> str:
+def model_version(dim: int, negatives: int, seed: int) -> str:
     """What produced the vectors of an answer: learner, dimension, negatives, seed."""
-    return f"bpr-d{s.embedding_dim}-n{s.negatives}-s{s.model_seed}"
+    return f"bpr-d{dim}-n{negatives}-s{seed}"
 
 
 class Gather(KeyedProcessFunction):
     """Partial answers keyed by query id → one answer (or evaluation outcome) per query."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, *, shards: int, timeout_ms: int, model: str) -> None:
+        self.shards = shards
+        self.timeout_ms = timeout_ms
+        self.model = model
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        s = self.settings
-        self.shards = s.index_shards
-        self.model = model_version(s)
-        self.pending = Pending(shards=self.shards, timeout_ms=s.gather_timeout_ms)
+        self.pending = Pending(shards=self.shards, timeout_ms=self.timeout_ms)
         self.parts: dict[str, list[PartialMsg]] = {}
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.by_source = {src: group.add_group("source", src.value).counter("answers") for src in Source}
@@ -78,7 +76,7 @@ class Gather(KeyedProcessFunction):
         now = ctx.timer_service().current_processing_time()
         if self.pending.add(part.qid, part.shard, [], now):
             self.parts.setdefault(part.qid, []).append(part)
-            ctx.timer_service().register_processing_time_timer(now + self.settings.gather_timeout_ms)
+            ctx.timer_service().register_processing_time_timer(now + self.timeout_ms)
         for qid, _ in self.pending.due(now):
             yield from self._emit(self.parts.pop(qid))
 

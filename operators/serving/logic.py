@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from operators.learner.popularity import decay
-from pipeline.errors import ConfigError
 from state_schemas.codec import NO_TS
+from state_schemas.errors import ConfigError
 from state_schemas.messages import PartialMsg, QueryMsg
 from state_schemas.requests_v1 import Answer, Source
 from state_schemas.user_profile import UserProfile

@@ -1,177 +1,209 @@
-"""The liverec job graph.
+"""The liverec job graph: micro-batched stages, one record per batch between Python operators.
 
     events + rec-requests (Kafka, one table source: raw bytes + topic/partition/offset)
-      → validate            [uid validate-events]   bad input → dead-letter topic (with reason)
-        (event time and watermarks per Kafka partition in the source: bounded out-of-orderness, idleness)
-      → key by user ⋈ broadcast(item-vectors)
-      → user stage          [uid user-state]        sessions, interests, user vector; Cassandra profiles;
-                                                    builds queries (requests, online evaluation)
-            main: item gradients, index records (queries, interaction shares) and closed sessions,
-            split by filters on the key
-            sessions → sessions topic
-      → key by item
-      → item stage          [uid item-state]        item vectors; Cassandra item_vectors
-      → key by batch key → feedback batches [uid feedback-batches]  one record per key per feedback_batch_ms
-      → item-vectors topic  → (read back by this job) → broadcast to the user stage
-      index records ∪ item vectors → key by shard
-      → index stage         [uid index-shard]       HNSW + popularity + co-occurrence per shard
+      → batch window (SQL, Java)  one row per batch_ms: the window's values/topics/partitions/offsets
+      → events router    [uid events-router]   validate, split by user shard, watermark per partition;
+                                               bad input → dead-letter topic (with reason)
+      → key by user shard ⋈ broadcast(item-vectors)
+      → user stage       [uid user-shards]      sessions, interests, user vectors (batched BPR), a local
+                                               item replica; Cassandra profiles; queries (requests,
+                                               online evaluation) and interaction shares
+            main: coalesced item gradients, one GradBatch per item shard per batch
+            side SESSIONS → sessions topic; side INDEX → index shards
+      → key by item shard
+      → item stage       [uid item-shards]      item vectors; Cassandra item_vectors;
+                                               one VectorBatch per shard per item_flush_ms
+      → item-vectors topic → (read back by this job) → broadcast to the user stage
+      index records ∪ item vectors → key by index shard
+      → index stage      [uid index-shard]     HNSW + popularity + co-occurrence per shard
             side output: partial answers → key by query id
-            main output: maintenance events → index-events topic
-      → gather              [uid gather]            one answer per request / outcome per evaluated event
+      → gather           [uid gather]          one answer per request / outcome per evaluated event
       → recommendations topic, evaluations topic
 
-Why two keyed stages and a feedback topic: user and item vectors live under different keys and
-Flink 2.x has no DataStream iterations, so the item stage's vectors come back through a transactional
-Kafka topic: the user stage sees item vectors at most about one checkpoint interval old.
+Each wiring function below adds one stage and returns its output streams; `build` connects them.
+Settings reach the operators as plain parameter objects (`operators/` never imports `pipeline/`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.settings import Settings
 
 # Stable uids of the DataStream part (tests/golden/job_uids.json holds the whole graph's uids;
-# PyFlink fuses consecutive Python functions, so a fused function's own uid, e.g. "session-bytes",
-# does not appear: the fused operator carries the first one's). The Table-API events source gets
-# generated uids (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
+# PyFlink fuses consecutive Python functions, so a fused function's own uid does not appear: the fused
+# operator carries the first one's). The Table-API source and window get generated uids
+# (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
 UIDS = (
-    "validate-events", "dead-letter-sink", "item-vectors-source",
-    "item-vectors-time", "user-state", "sessions-only", "sessions-sink", "item-updates-only",
-    "item-state", "vectors-to-batches", "feedback-batches", "item-vectors-sink", "index-records-only",
-    "vectors-to-index", "index-shard", "index-events-sink",
+    "batch-rows", "events-router", "dead-letter-sink", "item-vectors-source", "user-shards", "sessions-sink",
+    "item-shards", "item-vectors-sink", "vectors-to-index", "index-shard", "index-events-sink",
     "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink",
 )
 
 
-def build(env, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None) -> None:  # noqa: ANN001
-    """Add the whole job to `env` (a StreamExecutionEnvironment from pipeline.flink_env)."""
-    from pyflink.common import Duration, Types, WatermarkStrategy
-    from pyflink.common.watermark_strategy import TimestampAssigner
+def router_params(s: Settings, events_partitions: tuple[int, ...] = ()) -> Any:
+    """The events router's parameters from the settings."""
+    from operators.events.router import RouterParams
+
+    return RouterParams(
+        user_shards=s.user_shards, out_of_orderness_ms=s.out_of_orderness_ms, idleness_ms=s.source_idleness_ms,
+        max_bytes=s.max_event_bytes, max_skew_ms=s.max_clock_skew_ms, min_ts_ms=s.min_event_ts_ms,
+        events_topic=s.topic("events"), requests_topic=s.topic("rec-requests"),
+        events_partitions=events_partitions,
+    )
+
+
+def bpr_params(s: Settings) -> Any:
+    """The learner's parameters (user and item stages share them)."""
+    from operators.learner.bpr import BPRParams
+
+    return BPRParams(dim=s.embedding_dim, negatives=s.negatives)
+
+
+def user_params(s: Settings) -> Any:
+    """The user stage's parameters from the settings."""
+    from operators.profile.shard import UserParams
+
+    return UserParams(
+        gap_ms=s.session_gap_ms, bpr=bpr_params(s), seed=s.model_seed, seen_max=s.seen_items_max,
+        eval_percent=s.online_eval_percent, eval_k=s.eval_k, index_shards=s.index_shards,
+        item_shards=s.item_shards, session_weight=s.session_weight, personalize_after=s.personalize_after_events,
+    )
+
+
+def shard_params(s: Settings) -> Any:
+    """The index shards' tuning (same learner settings as the user and item stages)."""
+    from operators.index.logic import ShardParams
+
+    return ShardParams(bpr=bpr_params(s), candidates=s.index_candidates, exact_below=s.index_exact_below,
+                       seed=s.model_seed)
+
+
+def _batches(env: Any, s: Settings, *, group: str, bounded: bool, start_from_ms: int | None) -> Any:
+    """Kafka events + requests as one row per batch window (SQL, in Java)."""
     from pyflink.table import StreamTableEnvironment
 
-    from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
-    from operators.index.flink import INDEX_KEY_PREFIX, PARTIALS, IndexStage, index_key
-    from operators.index.logic import shard_of
-    from operators.items.batch import BatchVectors, batch_key
-    from operators.items.flink import ItemStage
-    from operators.profile.flink import ITEM_VECTORS_STATE, SESSION_KEY, UPDATE_TYPE, UserStage
-    from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather
-    from pipeline.sources_sinks import RAW_EVENTS_TABLE, bytes_sink, bytes_source, events_table_ddl
-    from state_schemas.messages import decode_vector_msg, partial_qid, vector_msg_ts
+    from pipeline.sources_sinks import batch_query, events_table_ddl
 
-    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
-
-    group = f"{settings.job_name}-{settings.topic_prefix}job"
     t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(events_table_ddl(settings, group_id=group, bounded=bounded, start_from_ms=start_from_ms))
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.source_idleness_ms} ms")
-    raw = t_env.to_data_stream(
-        t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset` FROM {RAW_EVENTS_TABLE}")
+    t_env.execute_sql(events_table_ddl(s, group_id=group, bounded=bounded, start_from_ms=start_from_ms))
+    return t_env.to_data_stream(t_env.sql_query(batch_query(s)))
+
+
+def _router(batches: Any, s: Settings) -> Any:
+    from pyflink.common import Types
+
+    from operators.events.flink import DEAD_LETTERS, ROUTER_KEY, SHARD_BATCH_TYPE, EventsRouter
+    from pipeline.kafka_io import partitions_of
+    from pipeline.sources_sinks import bytes_sink
+
+    # The window's Row(ARRAY<BYTES>, ...) type cannot pass through PyFlink's key_by (its type conversion
+    # fails on arrays), so one Python call per window first turns it into a tuple of lists (pickled).
+    windows = batches.map(lambda r: (list(r[0]), list(r[1]), list(r[2]), list(r[3])),
+                          output_type=Types.PICKLED_BYTE_ARRAY()).name("batch-rows").uid("batch-rows")
+    routed = (
+        windows.key_by(lambda _w: ROUTER_KEY, key_type=Types.STRING())
+        .process(EventsRouter(router_params(s, partitions_of(s, s.topic("events"))), s.router_tick_ms),
+                 output_type=SHARD_BATCH_TYPE)
+        .name("events-router").uid("events-router")
     )
+    routed.get_side_output(DEAD_LETTERS).sink_to(bytes_sink(s, "dead-letter", name="dead-letter")).name(
+        "dead-letter-sink").uid("dead-letter-sink")
+    return routed
 
-    validated = raw.process(
-        ValidateEvents(
-            max_bytes=settings.max_event_bytes, max_skew_ms=settings.max_clock_skew_ms,
-            min_ts_ms=settings.min_event_ts_ms, requests_topic=settings.topic("rec-requests"),
-        ),
-        output_type=EVENT_TYPE,
-    ).name("validate-events").uid("validate-events")
-    validated.get_side_output(DEAD_LETTERS).sink_to(
-        bytes_sink(settings, "dead-letter", name="dead-letter")
-    ).name("dead-letter-sink").uid("dead-letter-sink")
 
-    class VectorTs(TimestampAssigner):
-        def extract_timestamp(self, value, record_timestamp: int) -> int:  # noqa: ANN001
-            return vector_msg_ts(bytes(value))
+def _users(env: Any, routed: Any, s: Settings, *, group: str) -> Any:
+    from pyflink.common import Types, WatermarkStrategy
 
-    def watermarks(assigner: TimestampAssigner) -> WatermarkStrategy:
-        return (
-            WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(settings.out_of_orderness_ms))
-            .with_idleness(Duration.of_millis(settings.source_idleness_ms))
-            .with_timestamp_assigner(assigner)
-        )
-
-    # Timestamps and per-partition watermarks come from the source (events_table_ddl).
-    events = validated
+    from operators.profile.flink import ITEM_VECTORS_STATE, KEYED_BYTES_TYPE, SESSIONS, UserStage
+    from pipeline.cassandra_sink import WriterFactory
+    from pipeline.sources_sinks import bytes_sink, bytes_source
 
     vectors = env.from_source(
-        bytes_source(settings, "item-vectors", group_id=f"{group}-feedback"),
-        WatermarkStrategy.no_watermarks(),
+        bytes_source(s, "item-vectors", group_id=f"{group}-feedback"), WatermarkStrategy.no_watermarks(),
         "item-vectors-source",
     ).uid("item-vectors-source")
-    vectors = vectors.assign_timestamps_and_watermarks(watermarks(VectorTs())).name("item-vectors-time").uid(
-        "item-vectors-time"
-    )
-
     users = (
-        events.key_by(lambda e: e[0], key_type=Types.STRING())
+        routed.key_by(lambda r: r[0], key_type=Types.STRING())
         .connect(vectors.broadcast(ITEM_VECTORS_STATE))
-        .process(UserStage(settings), output_type=UPDATE_TYPE)
-        .name("user-state")
-        .uid("user-state")
+        .process(UserStage(user_params(s), WriterFactory(s), s.profile_flush_ms), output_type=KEYED_BYTES_TYPE)
+        .name("user-shards").uid("user-shards")
     )
-    users.filter(lambda u: u[0] == SESSION_KEY).name("sessions-only").uid("sessions-only").map(
-        lambda u: u[1], output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
-    ).name("session-bytes").uid("session-bytes").sink_to(bytes_sink(settings, "sessions", name="sessions")).name(
-        "sessions-sink"
-    ).uid("sessions-sink")
+    users.get_side_output(SESSIONS).sink_to(bytes_sink(s, "sessions", name="sessions")).name(
+        "sessions-sink").uid("sessions-sink")
+    return users
 
+
+def _items(users: Any, s: Settings) -> Any:
+    from pyflink.common import Types
+
+    from operators.index.logic import split_vector_batch
+    from operators.items.flink import ItemStage
+    from operators.profile.flink import KEYED_BYTES_TYPE, index_key
+    from pipeline.cassandra_sink import WriterFactory
+    from pipeline.sources_sinks import bytes_sink
+
+    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
     items = (
-        users.filter(lambda u: u[0] != SESSION_KEY and not u[0].startswith(INDEX_KEY_PREFIX))
-        .name("item-updates-only")
-        .uid("item-updates-only")
-        .key_by(lambda u: u[0], key_type=Types.STRING())
-        .process(ItemStage(settings), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
-        .name("item-state")
-        .uid("item-state")
+        users.key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(ItemStage(bpr_params(s), s.model_seed, WriterFactory(s), flush_ms=s.item_flush_ms,
+                           store_ms=s.item_store_ms), output_type=bytes_type)
+        .name("item-shards").uid("item-shards")
     )
-    batches = (
-        items.map(lambda b: (batch_key(decode_vector_msg(bytes(b))[0]), b), output_type=UPDATE_TYPE)
-        .name("vectors-to-batches")
-        .uid("vectors-to-batches")
-        .key_by(lambda r: r[0], key_type=Types.STRING())
-        .process(BatchVectors(settings), output_type=bytes_type)
-        .name("feedback-batches")
-        .uid("feedback-batches")
-    )
-    batches.sink_to(bytes_sink(settings, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
-        "item-vectors-sink"
-    )
-
-    shards = settings.index_shards
-    to_index = users.filter(lambda u: u[0].startswith(INDEX_KEY_PREFIX)).name("index-records-only").uid(
-        "index-records-only"
-    )
-    vectors_to_index = items.map(
-        lambda b: (index_key(shard_of(decode_vector_msg(bytes(b))[0], shards)), b), output_type=UPDATE_TYPE
+    items.sink_to(bytes_sink(s, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
+        "item-vectors-sink")
+    shards = s.index_shards
+    return items.flat_map(
+        lambda b: [(index_key(n), part) for n, part in split_vector_batch(bytes(b), shards)],
+        output_type=KEYED_BYTES_TYPE,
     ).name("vectors-to-index").uid("vectors-to-index")
+
+
+def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
+    from pyflink.common import Types
+
+    from operators.index.flink import PARTIALS, IndexStage
+    from operators.profile.flink import INDEX
+    from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather, model_version
+    from pipeline.sources_sinks import bytes_sink
+    from state_schemas.messages import partial_qid
+
+    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
     index = (
-        to_index.union(vectors_to_index)
+        users.get_side_output(INDEX).union(vectors_to_index)
         .key_by(lambda r: r[0], key_type=Types.STRING())
-        .process(IndexStage(settings), output_type=bytes_type)
-        .name("index-shard")
-        .uid("index-shard")
+        .process(IndexStage(shard_params(s), s.index_shards), output_type=bytes_type)
+        .name("index-shard").uid("index-shard")
     )
-    index.sink_to(bytes_sink(settings, "index-events", name="index-events")).name("index-events-sink").uid(
-        "index-events-sink"
-    )
+    index.sink_to(bytes_sink(s, "index-events", name="index-events")).name("index-events-sink").uid(
+        "index-events-sink")
     gathered = (
         index.get_side_output(PARTIALS)
         .key_by(lambda b: partial_qid(bytes(b)), key_type=Types.STRING())
-        .process(Gather(settings), output_type=OUT_TYPE)
-        .name("gather")
-        .uid("gather")
+        .process(Gather(shards=s.index_shards, timeout_ms=s.gather_timeout_ms,
+                        model=model_version(s.embedding_dim, s.negatives, s.model_seed)), output_type=OUT_TYPE)
+        .name("gather").uid("gather")
     )
     gathered.filter(lambda r: r[0] == ANSWER).name("answers-only").uid("answers-only").map(
         lambda r: r[1], output_type=bytes_type
     ).name("answer-bytes").uid("answer-bytes").sink_to(
-        bytes_sink(settings, "recommendations", name="recommendations",
-                   exactly_once=settings.recommendations_delivery == "exactly_once")
+        bytes_sink(s, "recommendations", name="recommendations",
+                   exactly_once=s.recommendations_delivery == "exactly_once")
     ).name("recommendations-sink").uid("recommendations-sink")
     gathered.filter(lambda r: r[0] == EVAL).name("evals-only").uid("evals-only").map(
         lambda r: r[1], output_type=bytes_type
-    ).name("eval-bytes").uid("eval-bytes").sink_to(bytes_sink(settings, "evaluations", name="evaluations")).name(
-        "evaluations-sink"
-    ).uid("evaluations-sink")
+    ).name("eval-bytes").uid("eval-bytes").sink_to(bytes_sink(s, "evaluations", name="evaluations")).name(
+        "evaluations-sink").uid("evaluations-sink")
+
+
+def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None) -> None:
+    """Add the whole job to `env` (a StreamExecutionEnvironment from pipeline.flink_env)."""
+    group = f"{settings.job_name}-{settings.topic_prefix}job"
+    batches = _batches(env, settings, group=group, bounded=bounded, start_from_ms=start_from_ms)
+    routed = _router(batches, settings)
+    users = _users(env, routed, settings, group=group)
+    vectors_to_index = _items(users, settings)
+    _index_and_gather(users, vectors_to_index, settings)
 
 
 def main() -> None:

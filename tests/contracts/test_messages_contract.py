@@ -15,6 +15,7 @@ import pytest
 
 from operators.ann.index import AnnIndex
 from pipeline.errors import SchemaError
+from state_schemas.batches import GradBatch, decode_grads, decode_records, encode_grads, encode_records
 from state_schemas.codec import TAGS
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import (
@@ -61,6 +62,9 @@ BLOBS: dict[str, bytes] = {
     "interaction_msg": encode_interaction(InteractionMsg("i1", 5, 1.0, "books", (("i1", "i2", 1.0),))),
     "partial_msg": encode_partial(_PARTIAL),
     "vector_batch_msg": encode_vector_batch([encode_vector_msg("item-7", 1_764_000_000_000, _STATE)]),
+    "record_batch": encode_records([encode_request(RequestV1("r1", "u1", 5, 10, True, None, 0))], 5),
+    "grad_batch": encode_grads(GradBatch(5, ["a", "b"], np.ones((2, 4), np.float32), np.ones(2, np.float32),
+                                         np.ones(2, np.uint32))),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -73,6 +77,8 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "interaction_msg": decode_interaction,
     "partial_msg": decode_partial,
     "vector_batch_msg": decode_vector_batch,
+    "record_batch": decode_records,
+    "grad_batch": decode_grads,
 }
 
 

@@ -25,10 +25,12 @@ def _env(settings):
     return env
 
 
-def test_validate_adapter_splits_good_events_and_dead_letters() -> None:
+def test_router_adapter_splits_a_window_into_shard_batches_and_dead_letters() -> None:
     from pyflink.common import Row, Types
 
-    from operators.events.flink import DEAD_LETTERS, EVENT_TYPE, ValidateEvents
+    from operators.events.flink import DEAD_LETTERS, ROUTER_KEY, SHARD_BATCH_TYPE, EventsRouter, shard_key
+    from operators.events.router import RouterParams, user_shard
+    from state_schemas.batches import decode_records
 
     s = load_settings()
     now = int(time.time() * 1000)
@@ -39,29 +41,39 @@ def test_validate_adapter_splits_good_events_and_dead_letters() -> None:
     ]
     bad = [b"{oops", b"\xff\xfe", json.dumps({"event_id": "x", "user_id": "u", "item_id": "i", "type": "teleport",
                                                "ts": now}).encode()]
-    rows = [Row(v, "events", 1, off) for off, v in enumerate(good + bad)]
-    row_type = Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()])
+    values = good + bad
+    # Two windows, as the SQL batch query delivers them: arrays of values, topics, partitions, offsets.
+    rows = [Row(values[:4], ["events"] * 4, [1] * 4, list(range(4))),
+            Row(values[4:], ["events"] * 5, [1] * 5, list(range(4, 9)))]
+    row_type = Types.ROW([Types.OBJECT_ARRAY(Types.PRIMITIVE_ARRAY(Types.BYTE())), Types.OBJECT_ARRAY(Types.STRING()),
+                          Types.OBJECT_ARRAY(Types.INT()), Types.OBJECT_ARRAY(Types.LONG())])
+    params = RouterParams(user_shards=4, events_topic="events", requests_topic="rec-requests")
+
     def run(collect_dead: bool) -> list:
         # Both outputs are always consumed, as in the job (an unconsumed side output's records would
         # fall through to the main output in PyFlink's embedded operators).
         env = _env(s)
-        out = env.from_collection(rows, type_info=row_type).process(
-            ValidateEvents(max_bytes=s.max_event_bytes, max_skew_ms=s.max_clock_skew_ms, min_ts_ms=s.min_event_ts_ms),
-            output_type=EVENT_TYPE,
-        )
+        out = env.from_collection(rows, type_info=row_type).key_by(
+            lambda _r: ROUTER_KEY, key_type=Types.STRING()).process(EventsRouter(params), output_type=SHARD_BATCH_TYPE)
         dead = out.get_side_output(DEAD_LETTERS)
         (out if collect_dead else dead).filter(lambda _: False).print()
         return list((dead if collect_dead else out).execute_and_collect())
 
-    valid = run(collect_dead=False)
+    routed = run(collect_dead=False)
     dead = [json.loads(_b(d)) for d in run(collect_dead=True)]
 
-    assert sorted(decode_event(_b(v[2])).event_id for v in valid) == [f"e{i}" for i in range(6)]
-    assert all(v[0] == decode_event(_b(v[2])).user_id and v[1] == now for v in valid)
+    got = {}
+    for key, blob in routed:
+        for rec in decode_records(_b(blob))[1]:
+            e = decode_event(rec)
+            assert key == shard_key(user_shard(e.user_id, 4))
+            got[e.event_id] = e
+    assert sorted(got) == [f"e{i}" for i in range(6)]
+    assert all(e.ts == now for e in got.values())
     assert sorted(d["source"]["offset"] for d in dead) == [6, 7, 8]
     assert {d["reason"] for d in dead} == {"bad_json", "not_utf8", "unknown_type"}
 
 
-# The user and item stages coalesce their output with processing-time timers, which a bounded
-# collection source never lets fire (the job ends first); they are tested through the whole job on the
-# real stack instead (tests/flink/test_liverec_job.py, tests/recovery/).
+# The user and item stages coalesce their output with processing-time timers and need the feedback
+# topic, so they are tested through the whole job on the real stack instead
+# (tests/flink/test_liverec_job.py, tests/recovery/).

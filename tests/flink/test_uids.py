@@ -33,5 +33,5 @@ def test_job_uids_match_the_golden_list() -> None:
 
     assert set(UIDS) <= {n["uid"] for n in current}
     for node in graph:
-        if node["name"] in ("user-state", "item-state", "validate-events") or "sink" in node["name"]:
+        if node["name"] in ("user-shards", "item-shards", "events-router", "index-shard") or "sink" in node["name"]:
             assert node["uid"], f"operator {node['name']!r} has no uid"

@@ -1,0 +1,284 @@
+"""The user stage as one pure step over a batch: ``step(shard, records, watermark, table, rng, params)``.
+
+No pyflink import, no clock. The Flink adapter (`operators.profile.flink`) keys the stage by *user
+shard* (crc32 of the user id modulo ``user_shards``): each call brings one `RecordBatch` of that shard's
+events and requests, in stream order, and the router's watermark. The per-user rules are those of
+`operators.profile.logic` (sessions, late events, dedupe, interests), applied event by event; the
+learning is vectorised over the batch:
+
+- **Test, then learn.** For a sampled event (``eval_percent``, by event id) the evaluation query is
+  built from the user's state just before that event (profile and history), and it precedes the
+  event's interaction shares on the channel to each index shard, so the index ranks before it learns.
+  The user vectors and item vectors it uses are those at the start of the batch.
+- **BPR over the batch.** Every applied event with weight > 0 is one row: the user's vector, the item,
+  ``negatives`` items drawn uniformly from the local table. Rows go in rounds that hold each user at
+  most once (`bpr_batch.rounds`), so a user's steps stay sequential; the item side is a simultaneous
+  step against the table as it was at the start of the batch, its gradients summed per item
+  (`CoalescedGrads`) and sent as one `GradBatch` per item shard.
+- **A local item replica.** ``table`` is this subtask's copy of the item vectors: the batch's own
+  coalesced gradients are applied to it at once (the item stage applies the same sums to its vectors),
+  and the item stage's feedback refreshes it (`ItemTable.upsert` from the adapter).
+- **Sessions close on the watermark.** After the records, every open session whose end
+  (``last_ts + gap_ms``) is at or before the watermark closes, in end-time order, exactly as an
+  event-time timer at that time would have: `logic.on_timer`. The shard keeps a heap of session ends;
+  a stale entry (the session moved on) is skipped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from operators.index.logic import interaction_shares
+from operators.items.logic import initial_item, item_shard
+from operators.learner.bpr import BPRParams
+from operators.learner.bpr_batch import CoalescedGrads, apply_coalesced, bpr_batch_user_step, coalesce, rounds
+from operators.learner.cooc import CoocParams
+from operators.profile import logic
+from operators.profile.embedding import ItemTable, initial_user
+from operators.serving.logic import make_query, state_digest
+from state_schemas import seen_items, user_profile
+from state_schemas.batches import GradBatch
+from state_schemas.codec import NO_TS, TAGS
+from state_schemas.errors import ConfigError
+from state_schemas.events import decode_event
+from state_schemas.messages import decode_request, encode_interaction, encode_query
+from state_schemas.user_profile import UserProfile
+
+_REQUEST_TAG = TAGS["request_msg"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserParams:
+    """Settings of the user stage, as plain values."""
+
+    gap_ms: int = 30 * 60 * 1000
+    bpr: BPRParams = field(default_factory=BPRParams)
+    seed: int = 7
+    seen_max: int = 1_000
+    eval_percent: float = 1.0
+    eval_k: int = 10
+    index_shards: int = 1
+    item_shards: int = 4
+    session_weight: float = 0.0
+    personalize_after: int = 3
+    cooc_window: int = field(default_factory=lambda: CoocParams().window)
+
+    def __post_init__(self) -> None:
+        """Reject settings the stage cannot work with, naming the setting."""
+        if not 0.0 <= self.eval_percent <= 100.0 or self.index_shards < 1 or self.item_shards < 1:
+            msg = (f"UserParams: need 0 <= eval_percent <= 100, index_shards >= 1, item_shards >= 1; got "
+                   f"{self.eval_percent}, {self.index_shards}, {self.item_shards}. Fix the job settings.")
+            raise ConfigError(msg)
+
+
+def sampled(event_id: str, percent: float) -> bool:
+    """Deterministic sampling of the online evaluation by event id (the same events on every replay).
+
+    The crc32 of the id, in units of 1/100 of a percent, is below ``percent * 100``.
+
+    >>> sampled("e1", 100), sampled("e1", 0)
+    (True, False)
+    """
+    return percent >= 100 or (percent > 0 and zlib.crc32(event_id.encode()) % 10_000 < percent * 100)
+
+
+@dataclass(slots=True)
+class UserShard:
+    """In-memory state of one user shard; the adapter mirrors changed users to keyed state."""
+
+    profiles: dict[str, UserProfile] = field(default_factory=dict)
+    seen: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    seen_loader: Callable[[str], tuple[str, ...] | None] = lambda _u: None
+    ends: list[tuple[int, str]] = field(default_factory=list)  # heap of (session end, user)
+    watermark: int = NO_TS
+
+    @classmethod
+    def restore(cls, profiles: dict[str, UserProfile], seen_loader: Callable[[str], tuple[str, ...] | None],
+                gap_ms: int) -> UserShard:
+        """A shard from its keyed state: every profile, and the session ends rebuilt from them."""
+        ends = [(p.session.last_ts + gap_ms, u) for u, p in profiles.items() if p.session is not None]
+        heapq.heapify(ends)
+        return cls(profiles=profiles, seen_loader=seen_loader, ends=ends)
+
+    def seen_of(self, user_id: str) -> tuple[str, ...] | None:
+        """The user's history, loaded from keyed state on first use (None: no state at all)."""
+        if user_id in self.seen:
+            return self.seen[user_id]
+        got = self.seen_loader(user_id)
+        if got is not None:
+            self.seen[user_id] = got
+        return got
+
+
+@dataclass(slots=True)
+class StepOut:
+    """What one batch did: outputs for the downstream stages and which users changed."""
+
+    closed: list[logic.SessionSummary] = field(default_factory=list)
+    index: dict[int, list[bytes]] = field(default_factory=dict)  # index shard -> queries / interactions
+    grads: dict[int, GradBatch] = field(default_factory=dict)  # item shard -> coalesced gradients
+    changed: set[str] = field(default_factory=set)  # users whose profile or history changed
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    requests: int = 0
+    eval_queries: int = 0
+
+
+def step(
+    shard: UserShard,
+    records: list[bytes],
+    watermark: int,
+    table: ItemTable,
+    rng: np.random.Generator,
+    params: UserParams,
+) -> StepOut:
+    """Apply one batch of a user shard's records, then its watermark."""
+    out = StepOut()
+    p = params
+    index = out.index
+    scatter = range(p.index_shards)
+    vec_of = _vector_lookup(table)
+    rows_user: list[str] = []
+    rows_item: list[int] = []
+    rows_weight: list[float] = []
+    last_ts: dict[str, int] = {}
+    max_ts = NO_TS
+    for blob in records:
+        if blob[0] == _REQUEST_TAG:
+            _request(shard, decode_request(blob), vec_of, out, p)
+            continue
+        ev = decode_event(blob)
+        uid = ev.user_id
+        prof = shard.profiles.get(uid)
+        new, res = logic.on_event(prof, ev, gap_ms=p.gap_ms)
+        if res.status is logic.Status.DUPLICATE:
+            out.duplicates += 1
+            continue
+        out.events += 1
+        if res.status is logic.Status.LATE:
+            out.late += 1
+        seen = shard.seen_of(uid) or ()
+        if seen and ev.item_id not in seen and sampled(ev.event_id, p.eval_percent):
+            out.eval_queries += 1
+            q = encode_query(make_query(
+                prof, seen, vec_of, qid=f"eval:{ev.event_id}", user_id=uid, kind="eval", k=p.eval_k, ts=ev.ts,
+                target=ev.item_id, shards=p.index_shards, session_weight=p.session_weight,
+                personalize_after=p.personalize_after,
+            ))
+            for s in scatter:
+                index.setdefault(s, []).append(q)
+        recent = prof.recent_items if prof is not None else ()
+        for s, share in interaction_shares(recent, ev.item_id, ev.ts, ev.weight, ev.category,
+                                           window=p.cooc_window, shards=p.index_shards):
+            index.setdefault(s, []).append(encode_interaction(share))
+        shard.seen[uid] = seen_items.add(seen, ev.item_id, p.seen_max)
+        shard.profiles[uid] = new
+        out.changed.add(uid)
+        pos = table.index.get(ev.item_id)
+        if pos is None:
+            init = initial_item(p.bpr, ev.item_id, p.seed)
+            pos = table.upsert(ev.item_id, init.as_array(), init.bias)
+        if ev.weight > 0.0:
+            rows_user.append(uid)
+            rows_item.append(pos)
+            rows_weight.append(ev.weight)
+        last_ts[uid] = ev.ts
+        max_ts = max(max_ts, ev.ts)
+        if res.closed is not None:
+            out.closed.append(res.closed)
+        if res.timer_ts is not None and (prof is None or logic.session_timer(prof, p.gap_ms) != res.timer_ts):
+            heapq.heappush(shard.ends, (res.timer_ts, uid))
+    if last_ts:
+        _learn(shard, rows_user, rows_item, rows_weight, last_ts, max_ts, table, rng, out, p)
+    _close_sessions(shard, watermark, out, p)
+    return out
+
+
+def _vector_lookup(table: ItemTable) -> Callable[[str], object]:
+    def vec(item_id: str) -> object:
+        i = table.index.get(item_id)
+        return None if i is None else table.vecs[i]
+
+    return vec
+
+
+def _request(shard: UserShard, req: object, vec_of: Callable[[str], object], out: StepOut, p: UserParams) -> None:
+    out.requests += 1
+    uid = req.user_id  # type: ignore[attr-defined]
+    prof = shard.profiles.get(uid)
+    seen = shard.seen_of(uid)
+    digest = state_digest(None if prof is None else user_profile.encode(prof),
+                          None if seen is None else seen_items.encode(seen))
+    q = encode_query(make_query(
+        prof, seen or (), vec_of, qid=req.request_id, user_id=uid, kind="request",  # type: ignore[attr-defined]
+        k=req.k, ts=req.ts, exclude_seen=req.exclude_seen, category=req.category,  # type: ignore[attr-defined]
+        shards=p.index_shards, session_weight=p.session_weight, personalize_after=p.personalize_after,
+        digest=digest,
+    ))
+    for s in range(p.index_shards):
+        out.index.setdefault(s, []).append(q)
+
+
+def _learn(
+    shard: UserShard, users: list[str], items: list[int], weights: list[float], last_ts: dict[str, int],
+    max_ts: int, table: ItemTable, rng: np.random.Generator, out: StepOut, p: UserParams,
+) -> None:
+    """BPR rows in rounds (each user once per round), item gradients coalesced and applied locally."""
+    bpr = p.bpr
+    vecs: dict[str, np.ndarray] = {}
+    for uid in last_ts:
+        prof = shard.profiles[uid]
+        emb = prof.embedding_vector() if prof.embedding else None
+        vecs[uid] = emb if emb is not None and emb.shape[0] == bpr.dim else initial_user(bpr, uid, p.seed)
+    n_items = len(table)
+    parts: list[CoalescedGrads] = []
+    if users and n_items > 1:
+        pos = np.asarray(items, dtype=np.int64)
+        w = np.asarray(weights, dtype=np.float64)
+        draw = rng.integers(0, n_items - 1, size=(len(users), bpr.negatives))
+        negs = draw + (draw >= pos[:, None])  # skip the positive without a rejection loop
+        item_vecs, item_biases = table.vecs[:n_items], table.biases[:n_items]
+        for r in rounds(users):
+            who = [users[i] for i in r]
+            new_u, grads = bpr_batch_user_step(bpr, np.stack([vecs[u] for u in who]), pos[r], negs[r], w[r],
+                                               item_vecs, item_biases)
+            for u, v in zip(who, new_u, strict=True):
+                vecs[u] = v
+            parts.append(grads)
+    for uid, ts in last_ts.items():
+        shard.profiles[uid] = shard.profiles[uid].with_embedding(vecs[uid], ts)
+    if not parts:
+        return
+    grads = coalesce(*parts)
+    by_shard: dict[int, list[int]] = {}
+    ids = table.ids
+    for j, item in enumerate(grads.items.tolist()):
+        by_shard.setdefault(item_shard(ids[item], p.item_shards), []).append(j)
+    for s, rows in by_shard.items():
+        sel = np.asarray(rows, dtype=np.int64)
+        out.grads[s] = GradBatch(max_ts, [ids[i] for i in grads.items[sel].tolist()], grads.vec[sel],
+                                 grads.bias[sel], grads.count[sel].astype(np.uint32))
+    apply_coalesced(bpr, table.vecs, table.biases, grads)
+
+
+def _close_sessions(shard: UserShard, watermark: int, out: StepOut, p: UserParams) -> None:
+    if watermark <= shard.watermark:
+        return
+    shard.watermark = watermark
+    ends = shard.ends
+    while ends and ends[0][0] <= watermark:
+        end, uid = heapq.heappop(ends)
+        prof = shard.profiles.get(uid)
+        if prof is None or logic.session_timer(prof, p.gap_ms) != end:
+            continue  # stale: the session moved on (a newer end is in the heap) or closed already
+        new, closed = logic.on_timer(prof, end, p.gap_ms)
+        if closed is not None and new is not None:
+            shard.profiles[uid] = new
+            out.changed.add(uid)
+            out.closed.append(closed)

@@ -1,0 +1,95 @@
+"""The job's batch steps run in one plain Python process, with no Flink, Kafka or Cassandra.
+
+Why: it is the ceiling of what the Python work of the job costs per event (the same router, user,
+item and index steps, the same encodings between them and of the state written back), measured beside
+the job in `benchmarks/job_throughput.py`. Records travel as the job's bytes; feedback from the item
+shards reaches the user stage's replica every ``item_flush_ms`` of *batches* (``batch_ms`` each), as
+in the job when it keeps up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from operators.events.router import Progress, route
+from operators.index.logic import IndexShard, apply_batch
+from operators.items.shard import ItemShard
+from operators.profile.embedding import ItemTable
+from operators.profile.shard import UserShard, step
+from pipeline.jobs.liverec_job import bpr_params, router_params, shard_params, user_params
+from pipeline.settings import Settings
+from state_schemas import index_entry, item_vector, seen_items, user_profile
+from state_schemas.batches import decode_grads, decode_records, encode_grads, encode_records
+from state_schemas.messages import encode_vector_batch, encode_vector_msg
+
+
+def replay(settings: Settings, values: list[bytes], topics: list[str] | None = None,
+           batch_size: int = 1_000) -> dict[str, Any]:
+    """Push ``values`` (raw Kafka record values) through the batch steps, ``batch_size`` records a batch."""
+    s = settings
+    rp = router_params(s)
+    up, bpr, sp = user_params(s), bpr_params(s), shard_params(s)
+    topics = topics or [rp.events_topic] * len(values)
+    progress = Progress(started_ms=0)
+    users = {k: UserShard() for k in range(s.user_shards)}
+    items = {k: ItemShard(bpr.dim) for k in range(s.item_shards)}
+    index = {k: IndexShard(k, s.index_shards, sp) for k in range(s.index_shards)}
+    table = ItemTable(bpr.dim)
+    rng = np.random.default_rng(s.model_seed)
+    dirty: dict[int, set[str]] = {k: set() for k in items}
+    flush_every = max(1, s.item_flush_ms // s.batch_ms)
+    counts = {"events": 0, "requests": 0, "dead_letters": 0, "partials": 0, "sessions": 0}
+    t0 = time.perf_counter()
+    now = int(time.time() * 1000)
+    for b, start in enumerate(range(0, len(values), batch_size)):
+        vals, tops = values[start : start + batch_size], topics[start : start + batch_size]
+        routed = route(progress, list(vals), list(tops), [0] * len(vals), list(range(start, start + len(vals))),
+                       now_ms=now, params=rp)
+        counts["events"] += routed.events
+        counts["requests"] += routed.requests
+        counts["dead_letters"] += len(routed.dead_letters)
+        watermark = progress.advance(now, rp)
+        for shard, recs in routed.batches.items():
+            wm, records = decode_records(encode_records(recs, watermark))
+            us = users[shard]
+            out = step(us, records, wm, table, rng, up)
+            for u in out.changed:  # what the adapter writes back to keyed state
+                user_profile.encode(us.profiles[u])
+                if u in us.seen:
+                    seen_items.encode(us.seen[u])
+            counts["sessions"] += len(out.closed)
+            for k, g in out.grads.items():
+                changed = items[k].apply(bpr, decode_grads(encode_grads(g)), s.model_seed)
+                for i in changed:
+                    item_vector.encode(items[k].state(i))
+                dirty[k].update(changed)
+            for k, recs2 in out.index.items():
+                res = apply_batch(index[k], decode_records(encode_records(recs2))[1])
+                counts["partials"] += len(res.partials)
+                for i in res.items:
+                    index_entry.encode(index[k].entry(i))
+        if b % flush_every == flush_every - 1:
+            _feedback(items, dirty, table, index, s.index_shards)
+    seconds = time.perf_counter() - t0
+    return {**counts, "seconds": round(seconds, 3), "events_per_s": round(counts["events"] / seconds, 1)}
+
+
+def _feedback(items: dict[int, ItemShard], dirty: dict[int, set[str]], table: ItemTable,
+              index: dict[int, IndexShard], shards: int) -> None:
+    from operators.index.logic import split_vector_batch
+    from state_schemas.messages import decode_vector_batch, decode_vector_msg
+
+    for k, shard in items.items():
+        if not dirty[k]:
+            continue
+        msgs = [encode_vector_msg(i, (st := shard.state(i)).updated_ts, st) for i in sorted(dirty[k])]
+        dirty[k] = set()
+        batch = encode_vector_batch(msgs)
+        for msg in decode_vector_batch(batch):
+            item_id, _ts, st = decode_vector_msg(msg)
+            table.upsert(item_id, st.as_array(), st.bias)
+        for n, part in split_vector_batch(batch, shards):
+            apply_batch(index[n], decode_vector_batch(part))

@@ -1,0 +1,156 @@
+"""The user stage's batch step: per-user rules as in `logic`, learning batched, sessions on the watermark."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.items.logic import item_shard
+from operators.learner.bpr import BPRParams
+from operators.profile import logic
+from operators.profile.embedding import ItemTable
+from operators.profile.shard import UserParams, UserShard, sampled, step
+from operators.serving.logic import state_digest
+from state_schemas import seen_items, user_profile
+from state_schemas.codec import NO_TS, TAGS
+from state_schemas.events import Event, encode_event
+from state_schemas.messages import decode_query, encode_request
+from state_schemas.requests_v1 import RequestV1
+
+T0 = 1_764_000_000_000
+GAP = 60_000
+P = UserParams(gap_ms=GAP, bpr=BPRParams(dim=8, negatives=2), eval_percent=100.0, item_shards=3)
+
+
+def event(i: int, user: str, ts: int, item: str | None = None, typ: str = "view") -> Event:
+    return Event(f"e{i}", user, item or f"i{i % 5}", typ, ts, category="c")
+
+
+def run(shard: UserShard, events: list[Event], watermark: int = NO_TS, table: ItemTable | None = None):
+    return step(shard, [encode_event(e) for e in events], watermark, ItemTable(8) if table is None else table,
+                np.random.default_rng(1), P)
+
+
+def test_sessions_close_on_the_watermark_once() -> None:
+    shard, table = UserShard(), ItemTable(8)
+    run(shard, [event(1, "u", T0), event(2, "u", T0 + 10_000)], table=table)
+    assert run(shard, [], T0 + 10_000 + GAP - 1, table).closed == []
+    out = run(shard, [], T0 + 10_000 + GAP, table)
+    assert [(c.start_ts, c.end_ts, c.event_count) for c in out.closed] == [(T0, T0 + 10_000, 2)]
+    assert out.changed == {"u"}
+    assert run(shard, [], T0 + 10 * GAP, table).closed == []
+    assert shard.profiles["u"].sessions_closed == 1
+
+
+def test_an_event_in_the_same_batch_as_the_watermark_joins_its_session() -> None:
+    # The watermark comes after the batch's records, as a Flink watermark after the records it covers.
+    shard = UserShard()
+    run(shard, [event(1, "u", T0)])
+    out = run(shard, [event(2, "u", T0 + GAP - 5)], watermark=T0 + GAP)
+    assert out.closed == [] and out.late == 0
+
+
+def test_duplicates_change_nothing_and_are_counted() -> None:
+    shard = UserShard()
+    run(shard, [event(1, "u", T0)])
+    before = shard.profiles["u"]
+    out = run(shard, [event(1, "u", T0)])
+    assert (out.duplicates, out.events, out.changed) == (1, 0, set())
+    assert shard.profiles["u"] is before
+
+
+def test_evaluation_query_precedes_the_interaction_it_scores() -> None:
+    shard = UserShard()
+    run(shard, [event(1, "u", T0, "a")])
+    out = run(shard, [event(2, "u", T0 + 1, "b"), event(3, "u", T0 + 2, "a")])
+    tags = [r[0] for r in out.index[0]]
+    q, n = TAGS["query_msg"], TAGS["interaction_msg"]
+    # b is unseen: query then its share; a was seen: no query, only its share
+    assert tags == [q, n, n]
+    assert decode_query(out.index[0][0]).target == "b"
+    assert out.eval_queries == 1
+
+
+def test_a_request_changes_no_state_and_carries_the_state_digest() -> None:
+    shard = UserShard()
+    run(shard, [event(1, "u", T0, "a")])
+    before = shard.profiles["u"]
+    req = RequestV1("r1", "u", T0 + 5, 5, True, None)
+    out = step(shard, [encode_request(req)], NO_TS, ItemTable(8), np.random.default_rng(1), P)
+    assert out.changed == set() and shard.profiles["u"] is before and out.requests == 1
+    q = decode_query(out.index[0][0])
+    assert q.digest == state_digest(user_profile.encode(before), seen_items.encode(shard.seen["u"]))
+    assert "a" in q.exclude
+
+
+def test_gradients_go_to_the_item_shard_of_each_item_and_the_replica_learns() -> None:
+    shard, table = UserShard(), ItemTable(8)
+    events = [event(i, f"u{i % 4}", T0 + i, f"i{i % 7}") for i in range(40)]
+    before = None
+    run(shard, events[:10], table=table)
+    before = table.vecs[: len(table)].copy()
+    out = run(shard, events[10:], table=table)
+    counted = 0
+    for s, g in out.grads.items():
+        assert all(item_shard(i, 3) == s for i in g.item_ids)
+        counted += int(g.count.sum())
+    assert counted == 30 * (1 + P.bpr.negatives)
+    assert not np.allclose(before, table.vecs[: len(before)])
+    assert all(shard.profiles[f"u{k}"].embedding for k in range(4))
+
+
+def test_sampling_is_by_event_id() -> None:
+    ids = [f"evt-{i}" for i in range(10_000)]
+    share = sum(sampled(i, 1.0) for i in ids) / len(ids)
+    assert 0.005 < share < 0.015
+    assert [sampled(i, 1.0) for i in ids[:50]] == [sampled(i, 1.0) for i in ids[:50]]
+    assert sampled("x", 100.0) and not sampled("x", 0.0)
+
+
+def reference(events: list[Event], marks: dict[int, int]) -> dict[str, user_profile.UserProfile]:
+    """Per-event logic with an event-time timer per session, fired by watermarks at the given positions.
+
+    As in Flink, timers fire only when the watermark advances (a timer behind it waits for the next one).
+    """
+    profiles: dict[str, user_profile.UserProfile] = {}
+    timers: set[tuple[int, str]] = set()
+    current = NO_TS
+    for k, e in enumerate(events):
+        new, out = logic.on_event(profiles.get(e.user_id), e, gap_ms=GAP)
+        if out.status is not logic.Status.DUPLICATE:
+            profiles[e.user_id] = new
+            if out.timer_ts is not None:
+                timers.add((out.timer_ts, e.user_id))
+        if k in marks and marks[k] > current:
+            current = marks[k]
+            for t, u in sorted(x for x in timers if x[0] <= marks[k]):
+                timers.discard((t, u))
+                p2, _ = logic.on_timer(profiles[u], t, GAP)
+                profiles[u] = p2
+    return profiles
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 200_000), st.integers(0, 3)), min_size=1, max_size=40),
+       st.lists(st.integers(1, 6), min_size=1, max_size=10), st.integers(0, 80_000))
+def test_batching_does_not_change_sessions_or_counters(raw, cuts, lag) -> None:
+    events = [event(i, f"u{u}", T0 + t) for i, (u, t, _) in enumerate(raw)]
+    events += [events[0]]  # a redelivered duplicate
+    bounds, pos = [], 0
+    for c in cuts:
+        pos += c
+        if pos < len(events):
+            bounds.append(pos)
+    bounds.append(len(events))
+    shard, table, start, marks = UserShard(), ItemTable(8), 0, {}
+    for b in bounds:
+        batch = events[start:b]
+        wm = max(e.ts for e in events[:b]) - lag
+        step(shard, [encode_event(e) for e in batch], wm, table, np.random.default_rng(1), P)
+        marks[b - 1] = wm
+        start = b
+    ref = reference(events, marks)
+    for u, p in ref.items():
+        got = shard.profiles[u]
+        assert got._replace(embedding=b"", embedding_ts=0) == p._replace(embedding=b"", embedding_ts=0)
