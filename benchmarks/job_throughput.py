@@ -1,99 +1,220 @@
-"""Throughput of the whole job on the local stack (MiniCluster, thread mode, exactly-once on).
+"""Throughput of the whole job beside its two references, measured in one run on one dataset.
 
-Pre-produces N events, starts the job, and watches the events source's committed offsets (committed
-when a checkpoint covering them completes) and the per-user counts landing in Cassandra. Reports
-events/s between 20% and 80% of the input for both, which excludes start-up and the tail. Needs the
-local stack (`liverec infra up`). BENCH_PROFILE_FLUSH_MS / LIVEREC_ITEM_FLUSH_MS change the write rates.
+Why three columns: on a shared 2-core machine an events/s figure alone swings ±2× run to run; the
+ratios measured in the same run do not. One invocation produces the dataset once (events + 1%
+requests, `benchmarks/bench_data.py`) under a fresh topic prefix, then runs
 
-    .cache/venv/bin/python benchmarks/job_throughput.py --events 30000
+(a) the per-record skeleton (`benchmarks/skeleton.py`) over the same events topic, its own group;
+(b) the liverec job exactly as deployed (`pipeline.jobs.liverec_job.build`, MiniCluster, thread mode,
+    EXACTLY_ONCE), measured by its events source's committed offsets (committed when a checkpoint
+    completes) and by the per-user counts landing in Cassandra;
+(c) the job's batch steps replayed in plain Python (`pipeline.batch_replay.replay`): the ceiling of
+    the Python work alone.
+
+Rates are the 20–80% slopes (start-up and tail excluded; checkpoint steps joined by straight lines,
+`benchmarks/progress.py`). Needs the local stack (`liverec infra up`).
+
+    .cache/venv/bin/python benchmarks/job_throughput.py                      # 100k events, 10k users
+    .cache/venv/bin/python benchmarks/job_throughput.py --events 3000 --users 300 --skip-replay
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import os
-import platform
+import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from pipeline import generator
-from pipeline.cassandra_io import event_counts
-from pipeline.flink_env import stream_env
-from pipeline.jobs import liverec_job
-from pipeline.kafka_io import ensure_topics, produce
-from pipeline.settings import load_settings
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_data import event_values, is_request, make_stream, per_user, produce_all  # noqa: E402
+from benchmarks.progress import Offsets, Probe, cancel, scratch_checkpoints, stamp, watch  # noqa: E402
+from benchmarks.skeleton import run_skeleton  # noqa: E402
+from pipeline.settings import Settings, load_settings  # noqa: E402
 
 
-def committed(settings, group: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
+class CassandraCounts:
+    """Sum of ``user_profiles.event_count`` over the run's users, on one open session.
 
-    c = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    Why its own session: `pipeline.cassandra_io.event_counts` connects per call, about a second each
+    time at 10k users, which would be the probe's own load on the cores being measured.
+    """
+
+    def __init__(self, settings: Settings, users: list[str]) -> None:
+        from pipeline.cassandra_io import connect
+
+        self._cluster, self._session = connect(settings, keyspace=settings.cassandra_keyspace)
+        self._users = users
+
+    def __call__(self) -> int:
+        """Events the job has written for these users so far."""
+        from cassandra.query import ValueSequence
+
+        n = 0
+        for i in range(0, len(self._users), 100):
+            rows = self._session.execute("SELECT event_count FROM user_profiles WHERE user_id IN %s",
+                                         (ValueSequence(self._users[i : i + 100]),))
+            n += sum(r.event_count or 0 for r in rows)
+        return n
+
+    def close(self) -> None:
+        """Shut the driver down."""
+        self._cluster.shutdown()
+
+
+def run_job(settings: Settings, n_events: int, users: dict[str, int], deadline_s: float) -> dict[str, Any]:
+    """The job as deployed, over the pre-produced topics; its checkpointed and Cassandra rates."""
+    from pipeline.flink_env import stream_env
+    from pipeline.jobs import liverec_job
+
+    group = f"{settings.job_name}-{settings.topic_prefix}job"
+    total = sum(users.values())
+    with scratch_checkpoints(settings) as s:
+        env = stream_env(s)
+        liverec_job.build(env, s)
+        offsets = Offsets(s, group, s.topic("events"))
+        counts = CassandraCounts(s, sorted(users))
+        t0 = time.monotonic()
+        client = env.execute_async(f"{s.job_name}-bench")
+        try:
+            curves = watch(client, "job", [Probe("checkpointed", offsets, n_events, 1.0),
+                                           Probe("in Cassandra", counts, total, 5.0)],
+                           deadline_s=deadline_s, t0=t0)
+        finally:
+            cancel(client)
+            offsets.close()
+            counts.close()
+    src, cas = curves["checkpointed"], curves["in Cassandra"]
+    return {
+        "events_per_s": src.rate(), "cassandra_events_per_s": cas.rate(),
+        "completed": src.last >= n_events, "cassandra_complete": cas.last >= total,
+        "seconds_to_all_checkpointed": src.time_at(1.0), "seconds_to_all_in_cassandra": cas.time_at(1.0),
+        "checkpoints_seen": len(src.points),
+        "curve": [(round(t, 2), v) for t, v in src.points],
+        "cassandra_curve": [(round(t, 2), v) for t, v in cas.points],
+    }
+
+
+def run_replay(settings: Settings, stream: list[tuple[bytes | None, bytes]]) -> dict[str, Any] | None:
+    """The job's batch steps in plain Python over the same records; None if that module is missing."""
     try:
-        topic = settings.topic("events")
-        return sum(c.committed(TopicPartition(topic, p)) or 0 for p in c.partitions_for_topic(topic) or [])
-    finally:
-        c.close()
+        from pipeline.batch_replay import replay
+    except ImportError as exc:
+        print(f"[replay] replay column missing: cannot import pipeline.batch_replay.replay ({exc}); "
+              "recorded as null", flush=True)
+        return None
+    values = [v for _, v in stream]
+    if "topics" in inspect.signature(replay).parameters:
+        topics = [settings.topic("rec-requests" if is_request(v) else "events") for v in values]
+        out = replay(settings, values, topics=topics)
+    else:  # the bare signature replay(settings, values) takes events only
+        out = replay(settings, event_values(stream))
+    events, seconds = out.get("events"), out.get("seconds")
+    rate = round(events / seconds, 1) if events and seconds else None
+    print(f"[replay] {events} events in {seconds} s: {rate} events/s", flush=True)
+    return {**out, "events_per_s": rate}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=30_000)
-    ap.add_argument("--users", type=int, default=2_000)
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a and b and math.isfinite(a) and math.isfinite(b) else None
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def main() -> int:
+    """Produce once, run skeleton → job → replay, print a table, write the JSON; 1 if a run failed."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--items", type=int, default=2_000)
+    ap.add_argument("--requests-share", type=float, default=0.01)
+    ap.add_argument("--checkpoint-ms", type=int, default=10_000)
+    ap.add_argument("--skip-skeleton", action="store_true")
+    ap.add_argument("--skip-replay", action="store_true")
+    ap.add_argument("--skip-job", action="store_true", help="references only (plumbing checks)")
+    ap.add_argument("--profile-flush-ms", type=int, default=None, help="default: the settings' value")
+    ap.add_argument("--item-flush-ms", type=int, default=None, help="default: the settings' value")
+    ap.add_argument("--restart-attempts", type=int, default=0, help="bounded: a failing run fails loudly")
+    ap.add_argument("--skeleton-deadline-s", type=float, default=600)
+    ap.add_argument("--job-deadline-s", type=float, default=1800)
+    ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/job_throughput.json"))
     args = ap.parse_args()
-    flush = int(os.environ.get("BENCH_PROFILE_FLUSH_MS", "5000"))
-    s = load_settings(topic_prefix=f"bench{int(time.time())}-", profile_flush_ms=flush)
-    ensure_topics(s)
-    batch = generator.events(args.events, users=args.users, start_ms=int(time.time() * 1000) - 24 * 3600 * 1000,
-                             seed=5, user_prefix=f"{s.topic_prefix}u", max_step_ms=100)
-    produce(s, s.topic("events"), batch.records)
-    print(f"produced {len(batch.records)} events for {args.users} users; starting the job")
-    env = stream_env(s)
-    liverec_job.build(env, s)
-    client = env.execute_async("bench")
-    users = sorted(batch.per_user)
-    total = sum(batch.per_user.values())
-    marks: dict[float, float] = {}
-    src: dict[float, float] = {}
-    group = f"{s.job_name}-{s.topic_prefix}job"
-    t0 = time.monotonic()
-    try:
-        while time.monotonic() - t0 < 900:
-            done = sum(event_counts(s, users).values())
-            consumed = committed(s, group)
-            now = time.monotonic()
-            for frac in (0.2, 0.8, 1.0):
-                if frac not in marks and done >= frac * total:
-                    marks[frac] = now
-                if frac not in src and consumed >= frac * len(batch.records):
-                    src[frac] = now
-            print(f"{now - t0:6.1f}s  checkpointed {consumed}/{len(batch.records)}  in Cassandra {done}/{total}")
-            if 1.0 in marks and 1.0 in src:
-                break
-            time.sleep(1)
-    finally:
-        client.cancel().result()
 
-    def rate(m: dict[float, float], n: int) -> float:
-        return 0.6 * n / (m[0.8] - m[0.2]) if 0.8 in m and m[0.8] > m[0.2] else float("nan")
+    overrides: dict[str, Any] = {"topic_prefix": f"bench{int(time.time())}-",
+                                 "checkpoint_interval_ms": args.checkpoint_ms,
+                                 "restart_attempts": args.restart_attempts}
+    if args.profile_flush_ms is not None:
+        overrides["profile_flush_ms"] = args.profile_flush_ms
+    if args.item_flush_ms is not None:
+        overrides["item_flush_ms"] = args.item_flush_ms
+    s = load_settings(**overrides)
+    stream = make_stream(args.events, args.users, args.items, args.requests_share, args.seed,
+                         user_prefix=f"{s.topic_prefix}u")
+    users = dict(per_user(stream))
+    produced = produce_all(s, stream)
+    n = produced["events"]
+    print(f"produced {n} events ({len(users)} users, {args.items} items) and {produced['requests']} requests "
+          f"under prefix {s.topic_prefix}", flush=True)
 
-    result = {
-        "events": total, "users": args.users,
-        "checkpointed_events_per_s_20_80": round(rate(src, len(batch.records)), 1),
-        "cassandra_events_per_s_20_80": round(rate(marks, total), 1),
-        "profile_flush_ms": s.profile_flush_ms, "item_flush_ms": s.item_flush_ms,
-        "seconds_to_all": round(marks.get(1.0, float("nan")) - t0, 1),
-        "checkpoint_interval_ms": s.checkpoint_interval_ms, "parallelism": s.parallelism,
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+    errors: dict[str, str] = {}
+    skeleton = job = replayed = None
+    if not args.skip_skeleton:
+        try:
+            skeleton = run_skeleton(s, "events", n, args.skeleton_deadline_s)
+        except RuntimeError as exc:
+            errors["skeleton"] = str(exc)
+            print(f"[skeleton] FAILED: {exc}", flush=True)
+    if not args.skip_job:
+        try:
+            job = run_job(s, n, users, args.job_deadline_s)
+        except RuntimeError as exc:
+            errors["job"] = str(exc)
+            print(f"[job] FAILED: {exc}", flush=True)
+    if not args.skip_replay:
+        replayed = run_replay(s, stream)
+
+    job_rate = job and job["events_per_s"]
+    skel_rate = skeleton and skeleton["events_per_s"]
+    replay_rate = replayed and replayed["events_per_s"]
+    result: dict[str, Any] = {
+        "events_per_s": job_rate,
+        "cassandra_events_per_s": job and job["cassandra_events_per_s"],
+        "skeleton_events_per_s": skel_rate,
+        "skeleton_append_events_per_s": skeleton and skeleton["append_events_per_s"],
+        "replay_events_per_s": replay_rate,
+        "ratio_vs_skeleton": _ratio(job_rate, skel_rate),
+        "ratio_vs_replay": _ratio(job_rate, replay_rate),
+        "events": n, "requests": produced["requests"], "users": len(users), "items": args.items,
+        "seed": args.seed, "errors": errors or None,
+        "job": job, "skeleton": skeleton, "replay": replayed,
+        "settings": s.model_dump(mode="json", exclude={"cache_dir", "java_home"}),
+        **stamp(),
     }
-    print("| events | users | profile/item flush ms | checkpointed events/s | events/s into Cassandra | s to all |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {total} | {args.users} | {s.profile_flush_ms}/{s.item_flush_ms} "
-          f"| {result['checkpointed_events_per_s_20_80']:,.0f} | {result['cassandra_events_per_s_20_80']:,.0f} "
-          f"| {result['seconds_to_all']} |")
-    args.out.write_text(json.dumps(result, indent=1))
+    print()
+    print(f"{n:,} events, {len(users):,} users, {args.items:,} items, {produced['requests']:,} requests; "
+          f"EXACTLY_ONCE every {s.checkpoint_interval_ms / 1000:g} s; load avg {result['machine']['load_avg_1m']}")
+    print()
+    print("| run | events/s (20–80%) | job × this |")
+    print("|---|---|---|")
+    print(f"| skeleton, per record (checkpointed offsets) | {_fmt(skel_rate)} | {result['ratio_vs_skeleton'] or '—'} |")
+    print(f"| skeleton (output append times) | {_fmt(result['skeleton_append_events_per_s'])} | |")
+    print(f"| **job** (checkpointed offsets) | **{_fmt(job_rate)}** | 1 |")
+    print(f"| job (profiles into Cassandra) | {_fmt(result['cassandra_events_per_s'])} | |")
+    print(f"| batch steps replayed in plain Python | {_fmt(replay_rate)} | {result['ratio_vs_replay'] or '—'} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

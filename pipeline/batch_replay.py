@@ -10,6 +10,7 @@ in the job when it keeps up.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ from operators.index.logic import IndexShard, apply_batch
 from operators.items.shard import ItemShard
 from operators.profile.embedding import ItemTable
 from operators.profile.shard import UserShard, step
+from operators.serving.logic import EvalOutcome, finish, model_version
+from pipeline.errors import ConfigError
 from pipeline.jobs.liverec_job import bpr_params, router_params, shard_params, user_params
 from pipeline.settings import Settings
 from state_schemas import index_entry, item_vector, seen_items, user_profile
@@ -27,8 +30,12 @@ from state_schemas.messages import encode_vector_batch, encode_vector_msg
 
 
 def replay(settings: Settings, values: list[bytes], topics: list[str] | None = None,
-           batch_size: int = 1_000) -> dict[str, Any]:
-    """Push ``values`` (raw Kafka record values) through the batch steps, ``batch_size`` records a batch."""
+           batch_size: int = 1_000, on_outcome: Callable[[EvalOutcome], None] | None = None) -> dict[str, Any]:
+    """Push ``values`` (raw Kafka record values) through the batch steps, ``batch_size`` records a batch.
+
+    ``on_outcome`` receives the online evaluation's outcome of every evaluation query, built exactly as
+    the gather step builds it (`serving.logic.finish`): the offline figure of the job's own code path.
+    """
     s = settings
     rp = router_params(s)
     up, bpr, sp = user_params(s), bpr_params(s), shard_params(s)
@@ -42,6 +49,10 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
     dirty: dict[int, set[str]] = {k: set() for k in items}
     flush_every = max(1, s.item_flush_ms // s.batch_ms)
     counts = {"events": 0, "requests": 0, "dead_letters": 0, "partials": 0, "sessions": 0}
+    model = model_version(s.embedding_dim, s.negatives, s.model_seed)
+    if on_outcome is not None and s.index_shards != 1:
+        msg = "batch replay: evaluation outcomes need index_shards = 1 (the gather step merges shards)"
+        raise ConfigError(msg)
     t0 = time.perf_counter()
     now = int(time.time() * 1000)
     for b, start in enumerate(range(0, len(values), batch_size)):
@@ -69,6 +80,11 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
             for k, recs2 in out.index.items():
                 res = apply_batch(index[k], decode_records(encode_records(recs2))[1])
                 counts["partials"] += len(res.partials)
+                if on_outcome is not None and s.index_shards == 1:
+                    for part in res.partials:
+                        _, outcome = finish([part], now_ms=now, model_version=model)
+                        if outcome is not None:
+                            on_outcome(outcome)
                 for i in res.items:
                     index_entry.encode(index[k].entry(i))
         if b % flush_every == flush_every - 1:

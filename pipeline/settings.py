@@ -62,19 +62,20 @@ class Settings(BaseSettings):
     # between partitions within well under source_idleness_ms at the job's event rate (docs/configuration.md).
     source_fetch_bytes: int = Field(default=16_384, ge=1_024)
     profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
-    item_flush_ms: int = 1_000  # at most one item-vector feedback record per item per interval
+    item_flush_ms: int = 500  # changed item vectors leave the item stage (feedback + index) this often
     item_store_ms: int = 10_000  # at most one Cassandra item_vectors write per item per interval
-    feedback_batch_ms: int = Field(default=200, ge=1)  # item vectors are batched this long for the feedback topic
     max_event_bytes: int = 16_384  # larger records go to the dead-letter topic
     max_clock_skew_ms: int = 86_400_000  # events further in the future than this are dead-lettered
     min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered
     # Micro-batching (docs/architecture.md#batches): the source's records are gathered into one record per
     # batch_ms of processing time in Java, then validated and split by user shard in one Python call.
     batch_ms: int = Field(default=100, ge=1)
-    user_shards: int = Field(default=16, ge=1, description="Keys of the user stage (the unit of rescaling).")
-    item_shards: int = Field(default=4, ge=1, description="Keys of the item stage.")
+    user_shards: int = Field(default=4, ge=1, description="Keys of the user stage (the unit of rescaling).")
+    item_shards: int = Field(default=2, ge=1, description="Keys of the item stage.")
     router_tick_ms: int = Field(default=500, ge=10)  # the router re-evaluates idle partitions this often
-    cassandra_max_in_flight: int = Field(default=128, ge=1)  # concurrent writes of one operator call
+    cassandra_max_in_flight: int = Field(default=32, ge=1)  # concurrent write requests of one operator call
+    # upserts per unlogged batch request (rows of ~1 KB: far below Cassandra's 50 KB batch fail threshold)
+    cassandra_batch_rows: int = Field(default=16, ge=1, le=40)
     embedding_dim: int = 64
     negatives: int = 8
     model_seed: int = 7

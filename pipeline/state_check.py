@@ -154,10 +154,11 @@ def check(settings: Settings, savepoint: Path) -> Report:
     current = current_operator_ids(settings)  # first: generated Table-API uids depend on build order
     checkpoint_id, ops = load(meta)
     report = Report(str(meta.parent), checkpoint_id, ops)
-    wrong_mp = sorted({op.max_parallelism for op in ops if op.max_parallelism != settings.max_parallelism})
+    # A non-parallel operator (the SQL batch window is a global aggregation) always has max parallelism 1.
+    cut = [op for op in ops if op.max_parallelism not in (settings.max_parallelism, 1)]
+    wrong_mp = sorted({op.max_parallelism for op in cut})
     if wrong_mp:
-        names = sorted(current.get(op.operator_id, op.operator_id) for op in ops
-                       if op.max_parallelism != settings.max_parallelism)
+        names = sorted(current.get(op.operator_id, op.operator_id) for op in cut)
         report.problems.append(
             f"saved with max parallelism {', '.join(map(str, wrong_mp))}, this job uses {settings.max_parallelism} "
             f"(LIVEREC_MAX_PARALLELISM / pipeline.max-parallelism) for {len(names)} operators ({', '.join(names[:4])}"

@@ -49,6 +49,7 @@ TAGS: Final[Mapping[str, int]] = {
     "vector_batch_msg": ord("B"),
     "record_batch": ord("K"),
     "grad_batch": ord("H"),
+    "cooc_log": ord("C"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -77,6 +77,12 @@ def encode(v: ItemVectorV1) -> bytes:
     return head + v.vector
 
 
+def pack(seq: int, update_count: int, updated_ts: int, bias: float, vector: NDArray[np.float32]) -> bytes:
+    """The whole blob (header included) from parts, without building an `ItemVectorV1`: for hot paths."""
+    vec = np.ascontiguousarray(vector, dtype="<f4")
+    return (_FIXED.pack(_TAG, SCHEMA_VERSION, seq, update_count, updated_ts, bias, vec.shape[0]) + vec.tobytes())
+
+
 def decode(data: bytes) -> ItemVectorV1:
     """`ItemVectorV1` from bytes made by `encode` (header already checked by the codec)."""
     _, _, seq, count, updated_ts, bias, dim = _FIXED.unpack_from(data)

@@ -212,21 +212,60 @@ class InteractionMsg(NamedTuple):
     pairs: tuple[tuple[str, str, float], ...]  # (owner, partner, weight), owners in this shard
 
 
+# InteractionMsg v2 (binary; v1 was JSON and cost more than the rest of the share's work):
+#   tag 'N', version u16 = 2, ts i64, weight f64, flags u8 (1: item_id present, 2: category present),
+#   P u16 pairs, f64[P] pair weights, B u32, then B bytes of UTF-8: [item_id] [category] and for every
+#   pair owner, partner, all joined by U+001F (ids and categories never hold control characters).
+_INT: Final = struct.Struct("<BHqdBHI")
+_INT_TAG: Final = TAGS["interaction_msg"]
+_US: Final = "\x1f"
+
+
 def encode_interaction(m: InteractionMsg) -> bytes:
-    """Bytes of an interaction share."""
-    return _pack_json("interaction_msg", [m.item_id, m.ts, m.weight, m.category, [list(p) for p in m.pairs]])
+    """Bytes of an interaction share (InteractionMsg v2)."""
+    parts: list[str] = []
+    flags = 0
+    if m.item_id is not None:
+        parts.append(m.item_id)
+        flags |= 1
+    if m.category is not None:
+        parts.append(m.category)
+        flags |= 2
+    weights = []
+    for owner, partner, w in m.pairs:
+        parts += (owner, partner)
+        weights.append(w)
+    text = _US.join(parts).encode()
+    return b"".join((_INT.pack(_INT_TAG, 2, m.ts, m.weight, flags, len(weights), len(text)),
+                     struct.pack(f"<{len(weights)}d", *weights), text))
 
 
 def decode_interaction(data: bytes) -> InteractionMsg:
-    """InteractionMsg from `encode_interaction` bytes."""
-    doc, tail = _unpack_json("interaction_msg", data)
-    _exact("interaction_msg", tail)
+    """InteractionMsg from `encode_interaction` bytes; a foreign, older or truncated record raises SchemaError."""
     try:
-        item, ts, w, cat, pairs = doc  # type: ignore[misc]
-        return InteractionMsg(item, ts, w, cat, tuple((o, p, x) for o, p, x in pairs))
-    except (TypeError, ValueError) as exc:
-        msg = f"interaction_msg: malformed body: {exc}"
+        tag, version, ts, weight, flags, n, size = _INT.unpack_from(data)
+        if tag != _INT_TAG or version != 2:
+            msg = (f"interaction_msg: expected tag 'N' v2, got tag {tag} v{version}: producer and consumer "
+                   "builds differ")
+            raise SchemaError(msg)
+        pos = _INT.size
+        weights = struct.unpack_from(f"<{n}d", data, pos)
+        pos += 8 * n
+        if pos + size != len(data):
+            msg = f"interaction_msg: body of {size} bytes announced, record has {len(data) - pos}"
+            raise SchemaError(msg)
+        fields = data[pos:].decode().split(_US) if size or flags else []
+        k = (flags & 1) + (flags >> 1 & 1)
+        if len(fields) != k + 2 * n and not (n == 0 and k == 0 and fields == [""]):
+            msg = f"interaction_msg: {len(fields)} text fields, expected {k + 2 * n}"
+            raise SchemaError(msg)
+    except (struct.error, UnicodeDecodeError) as exc:
+        msg = f"interaction_msg: malformed record of {len(data)} bytes: {exc}"
         raise SchemaError(msg) from exc
+    item = fields[0] if flags & 1 else None
+    cat = fields[flags & 1] if flags & 2 else None
+    pairs = tuple((fields[k + 2 * j], fields[k + 2 * j + 1], weights[j]) for j in range(n))
+    return InteractionMsg(item, ts, weight, cat, pairs)
 
 
 Scored = tuple[str, float]

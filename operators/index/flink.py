@@ -25,14 +25,16 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from operators.index.logic import IndexShard, ShardParams, apply_batch
-from state_schemas import index_entry
+from state_schemas import cooc_log, index_entry
 from state_schemas.batches import decode_records
 from state_schemas.codec import TAGS
 from state_schemas.messages import decode_vector_batch, encode_partial
 
 PARTIALS = OutputTag("partials", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 ITEMS_STATE = "index-items"
-COOC_STATE = "index-cooc"
+COOC_STATE = "index-cooc"  # one entry per cell: release 0.1's layout, still read on restore, then cleared
+COOC_LOG_STATE = "index-cooc-log"  # "s" -> snapshot blob, "d<seq>" -> one blob per batch (cooc_log codec)
+COMPACT_EVERY = 200  # batch blobs before they are folded into a new snapshot
 _SEP = "\x1f"
 REPORT_EVERY = 10_000  # a size report on index-events per this many mutations of a shard
 _RECORDS, _VECTORS = TAGS["record_batch"], TAGS["vector_batch_msg"]
@@ -49,6 +51,9 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         self.items = runtime_context.get_map_state(MapStateDescriptor(ITEMS_STATE, Types.STRING(),
                                                                       Types.PICKLED_BYTE_ARRAY()))
         self.cooc = runtime_context.get_map_state(MapStateDescriptor(COOC_STATE, Types.STRING(), Types.DOUBLE()))
+        self.cooc_log = runtime_context.get_map_state(
+            MapStateDescriptor(COOC_LOG_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.logged: dict[str, int] = {}  # shard key -> next batch blob number
         self.live: dict[str, IndexShard] = {}
         self.reported: dict[str, int] = {}
         group = runtime_context.get_metrics_group().add_group("liverec")
@@ -64,6 +69,11 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         t0 = time.perf_counter()
         entries = [(i, index_entry.decode(bytes(b))) for i, b in self.items.items()]
         cells = [(*k.split(_SEP, 1), float(v)) for k, v in self.cooc.items()]
+        log = sorted((k, bytes(b)) for k, b in self.cooc_log.items())  # "d…" blobs in order, then "s"
+        blobs = [b for k, b in log if k == "s"] + [b for k, b in log if k != "s"]
+        for blob in blobs:  # later values of a cell overwrite earlier ones
+            cells.extend(cooc_log.decode(blob))
+        self.logged[key] = max((int(k[1:]) + 1 for k, _ in log if k != "s"), default=0)
         shard = IndexShard.restore(int(key[1:]), self.shards, self.params, entries, cells)
         self.live[key] = shard
         self.restores.inc()
@@ -71,6 +81,18 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
                  "cooc_cells": len(cells), "seconds": round(time.perf_counter() - t0, 3),
                  "at_ms": int(time.time() * 1000)}
         return shard, json.dumps(event, separators=(",", ":")).encode()
+
+    def _log_cells(self, key: str, shard: IndexShard, cells: list[tuple[str, str, float]]) -> None:
+        """One blob for this batch's cells; every COMPACT_EVERY blobs, one snapshot replaces them."""
+        n = self.logged.get(key, 0)
+        if n < COMPACT_EVERY:
+            self.cooc_log.put(f"d{n:09d}", cooc_log.encode(cells))
+            self.logged[key] = n + 1
+            return
+        self.cooc_log.clear()
+        self.cooc.clear()  # a restored 0.1 layout is folded into the snapshot too
+        self.cooc_log.put("s", cooc_log.encode(shard.cooc_cells()))
+        self.logged[key] = 0
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
         key, batch = value[0], bytes(value[1])
@@ -93,7 +115,7 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         if out.items:
             self.items.put_all({i: index_entry.encode(shard.entry(i)) for i in out.items})
         if out.cells:
-            self.cooc.put_all({f"{o}{_SEP}{p}": v for (o, p), v in out.cells.items()})
+            self._log_cells(key, shard, [(o, p, v) for (o, p), v in out.cells.items()])
         if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
             self.reported[key] = shard.mutations // REPORT_EVERY
             yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),

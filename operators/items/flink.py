@@ -83,7 +83,7 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         shard = self._shard(key)
         g = decode_grads(bytes(value[1]))
         changed = shard.apply(self.bpr, g, self.seed)
-        self.state.put_all({i: item_vector.encode(shard.state(i)) for i in changed})
+        self.state.put_all({i: shard.blob(i) for i in changed})
         self.updates.inc(int(g.count.sum()))
         self.to_flush[key].update(changed)
         self.to_store[key].update(changed)

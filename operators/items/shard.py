@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from operators.items.logic import initial_item
 from operators.learner.bpr import BPRParams
 from operators.learner.bpr_batch import CoalescedGrads, apply_coalesced
+from state_schemas import item_vector_v1
 from state_schemas.batches import GradBatch
 from state_schemas.codec import NO_TS
 from state_schemas.item_vector import ItemVector
@@ -64,6 +65,12 @@ class ItemShard:
         self.seq[i], self.updates[i], self.updated_ts[i] = v.seq, v.update_count, v.updated_ts
         return i
 
+    def blob(self, item_id: str) -> bytes:
+        """The item's keyed-state bytes, straight from the arrays (`item_vector.encode` of `state`, faster)."""
+        i = self.index[item_id]
+        return item_vector_v1.pack(self.seq[i], self.updates[i], self.updated_ts[i], float(self.biases[i]),
+                                   self.vecs[i])
+
     def state(self, item_id: str) -> ItemVector:
         """The item's state as its versioned value (for keyed state, feedback and Cassandra)."""
         i = self.index[item_id]
@@ -78,9 +85,10 @@ class ItemShard:
             if i is None:
                 i = self.put(item_id, initial_item(params, item_id, seed))
             rows[j] = i
+        order = np.argsort(rows)  # apply_coalesced takes ascending rows
         apply_coalesced(params, self.vecs, self.biases,
-                        CoalescedGrads(rows, np.asarray(g.vec, np.float32), np.asarray(g.bias, np.float32),
-                                       np.asarray(g.count, np.int64)))
+                        CoalescedGrads(rows[order], np.asarray(g.vec, np.float32)[order],
+                                       np.asarray(g.bias, np.float32)[order], np.asarray(g.count, np.int64)[order]))
         for j, i in enumerate(rows.tolist()):
             self.seq[i] += 1
             self.updates[i] += int(g.count[j])

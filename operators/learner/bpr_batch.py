@@ -28,6 +28,8 @@ _F32_MAX = float(np.finfo(np.float32).max)
 # Row norms whose square would leave the comfortable float64 range are recomputed scaled by the
 # row's largest magnitude (squares overflow above ~1e154 and underflow below ~1e-154).
 _SAFE_LO, _SAFE_HI = 1e-140, 1e140
+# Up to this many summed terms (entries x d) one flat bincount beats d per-component calls.
+_SMALL_SUM = 1 << 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ def rounds(keys: Sequence[Hashable]) -> list[NDArray[np.int64]]:
     [[0, 1, 3], [2, 5], [4]]
     """
     seen: dict[Hashable, int] = {}
-    occurrence = []
+    occurrence: list[int] = []
     for key in keys:  # one dict lookup per row: cheap next to the step itself
         k = seen.get(key, 0)
         seen[key] = k + 1
@@ -104,8 +106,10 @@ def bpr_batch_user_step(
     item_vecs[negs[i]], item_biases[negs[i]], weights[i])`, including its input projection,
     gradient clip, regulariser and final norm clip; shapes: users (n, d), pos (n,), negs (n, K),
     weights (n,), item table (m, d) / (m,). Rows with weight <= 0, and all rows when K == 0,
-    return their user vector unchanged and add no gradient (as `embedding.user_step`). Keys must
-    be distinct within a call (see `rounds`): every row reads the given user vector.
+    return their user vector unchanged and add no gradient (as `embedding.user_step`). Users must
+    be distinct within a call (see `rounds`): every row reads the given user vector. Raises
+    ValueError, naming the argument, for mismatched shapes, out-of-range item indices and NaN/inf
+    weights or vectors.
 
     >>> import numpy as np
     >>> from operators.learner.bpr import BPRParams, bpr_user_step
@@ -124,10 +128,9 @@ def bpr_batch_user_step(
     u_in, pos_i, negs_i, w = _check_step_args(params, users, pos, negs, weights, item_vecs, item_biases)
     n, d = u_in.shape
     k_neg = negs_i.shape[1]
-    new_users = np.array(u_in, dtype=np.float32)  # always a fresh array: inputs are never mutated
     active = w > 0.0
     if k_neg == 0 or not active.any():
-        return new_users, _empty(d)
+        return np.array(u_in, dtype=np.float32), _empty(d)  # a fresh array: inputs are never mutated
     rows: NDArray[np.intp] | None = None
     if not active.all():
         rows = np.flatnonzero(active)
@@ -138,12 +141,18 @@ def bpr_batch_user_step(
     # Gather and project each distinct item once (items repeat across rows); the same distinct set
     # is the coalescing key of the item gradients below.
     items, inv = _distinct(np.concatenate([pos_i, negs_i.reshape(-1)]), item_vecs.shape[0])
-    table = _project_rows(item_vecs[items].astype(np.float64), max_norm)
-    table_b = np.clip(item_biases[items].astype(np.float64), -max_bias, max_bias)
-    u = _project_rows(u_in.astype(np.float64), max_norm)
-    # One (n (K+1), d) buffer serves in turn as the gathered item vectors, their differences and
-    # the item-gradient terms: fresh multi-MB temporaries cost more than the arithmetic here.
-    work = np.empty((n * (k_neg + 1), d), dtype=np.float64)
+    k, entries = items.shape[0], n * (k_neg + 1)
+    # Every large float64 temporary is a view into one block. Why: glibc gives freed heap memory
+    # back to the OS once its free top exceeds twice the largest recent block, so a call made of
+    # many mid-size temporaries faults all its pages in again on every call (two thirds of the
+    # time of a 200-row batch on the 2-core VMs); one block that big stays in the heap. `work` (entries, d) holds
+    # in turn the gathered item vectors, their differences and the item-gradient terms.
+    work, table, sums, u, grad_u, spare = _carve(d, entries, k, k, n, n, n)
+    np.copyto(table, item_vecs[items])
+    _project_rows(table, max_norm, "item_vecs")
+    table_b = np.clip(item_biases[items].astype(np.float64, copy=False), -max_bias, max_bias)
+    np.copyto(u, u_in)
+    _project_rows(u, max_norm, "users")
     vi = np.take(table, inv[:n], axis=0, out=work[:n], mode="clip")  # indices are valid: no check
     vj = np.take(table, inv[n:], axis=0, out=work[n:], mode="clip").reshape(n, k_neg, d)
     bi, bj = table_b[inv[:n]], table_b[inv[n:]].reshape(n, k_neg)
@@ -153,12 +162,16 @@ def bpr_batch_user_step(
     # sum_j g_j (vi - vj) as bpr does: differencing first keeps an exact zero exact, which matters
     # when a huge weight would otherwise clip rounding noise up to a full grad_clip step.
     np.subtract(vi[:, None, :], vj, out=vj)
-    grad_u = np.einsum("nk,nkd->nd", g, vj)
-    step = _clip_weighted(grad_u, w, params.grad_clip) - params.reg * u
-    out = _project_rows(u + params.lr * step, max_norm).astype(np.float32)
+    np.einsum("nk,nkd->nd", g, vj, out=grad_u)
+    step = _clip_weighted(grad_u, w, params.grad_clip)  # in place
+    step -= np.multiply(u, params.reg, out=spare)
+    step *= params.lr
+    step += u  # now u + lr * (clipped weighted gradient - reg * u): the new user vectors
+    out = _project_rows(step, max_norm, "new user vectors").astype(np.float32)
     if rows is None:
         new_users = out
     else:
+        new_users = np.array(users, dtype=np.float32)
         new_users[rows] = out
 
     # Item side: row i adds coef * u_i to each of its items, with coef = w_i * g_sum_i for the
@@ -168,11 +181,10 @@ def bpr_batch_user_step(
     with np.errstate(over="ignore"):
         coef = np.concatenate([w * g.sum(axis=1), (-w[:, None] * g).reshape(-1)])
     np.clip(coef, -cap, cap, out=coef)
-    np.multiply(coef[:n, None], u, out=work[:n])
-    np.multiply(coef[n:].reshape(n, k_neg, 1), u[:, None, :], out=vj)
-    count = np.bincount(inv, minlength=items.shape[0])
-    grads = CoalescedGrads(items=items.astype(np.int64, copy=False), vec=_scatter_sum(inv, count, work),
-                           bias=_to_f32(np.bincount(inv, weights=coef, minlength=items.shape[0])),
+    count = np.bincount(inv, minlength=k)
+    grads = CoalescedGrads(items=items.astype(np.int64, copy=False),
+                           vec=_item_sums(inv, count, coef, u, work, sums, spare),
+                           bias=_to_f32(np.bincount(inv, weights=coef, minlength=k)),
                            count=count.astype(np.int64, copy=False))
     return new_users, grads
 
@@ -202,7 +214,7 @@ def coalesce(*grads: CoalescedGrads) -> CoalescedGrads:
     vec = np.concatenate([g.vec for g in grads]).astype(np.float64)
     bias = np.bincount(inv, weights=np.concatenate([g.bias for g in grads]), minlength=items.shape[0])
     return CoalescedGrads(items=items.astype(np.int64, copy=False),
-                          vec=_scatter_sum(inv, np.bincount(inv, minlength=items.shape[0]), vec),
+                          vec=_to_f32(_sum_rows(inv, items.shape[0], vec)),
                           bias=_to_f32(bias), count=count)
 
 
@@ -302,67 +314,108 @@ def _sum_rows(inv: NDArray[np.intp], k: int, rows: NDArray[np.float64]) -> NDArr
     return np.bincount(flat, weights=rows.reshape(-1), minlength=k * d).reshape(k, d)
 
 
-def _scatter_sum(inv: NDArray[np.intp], count: NDArray[np.intp], rows: NDArray[np.float64]) -> NDArray[np.float32]:
-    """float32 `out[inv[e]] += rows[e]` into k = len(count) rows (count: entries per output row).
+def _item_sums(inv: NDArray[np.intp], count: NDArray[np.intp], coef: NDArray[np.float64], u: NDArray[np.float64],
+               work: NDArray[np.float64], sums: NDArray[np.float64], spare: NDArray[np.float64]) -> NDArray[np.float32]:
+    """float32 per-item sums of `coef[e] * u[row of e]` over the entries e of `inv`.
 
-    Rows hit once (most, when the table is much larger than the batch) are written directly; only
-    repeated ones are summed. Each entry must be within the float32 range; sums are saturated to it.
+    Entry e < n is row e's positive, entry n + i K + j row i's negative j (the order of `inv`);
+    `work` (entries, d), `sums` (k, d) and `spare` (n, d) are scratch, overwritten.
+    `np.add.at(out, inv, terms)` would give the same sums but is 3-5x slower on 2-d terms. Terms
+    are in the float32 range (the caller caps coef); sums saturate to it.
     """
-    k, d = count.shape[0], rows.shape[1]
-    out = np.empty((k, d), dtype=np.float32)
-    once = count[inv] == 1
-    if once.all():
-        out[inv] = rows
+    n, d = u.shape
+    entries, k = inv.shape[0], count.shape[0]
+    k_neg = entries // n - 1
+    repeated = count[inv] > 1  # entries whose item is hit more than once
+    n_rep = int(np.count_nonzero(repeated))
+    if 2 * n_rep <= entries or entries * d <= _SMALL_SUM:
+        # Mostly items hit once (a table much larger than the batch), or a small batch: write every
+        # term to its item, then overwrite the repeated items with their sums.
+        np.multiply(coef[:n, None], u, out=work[:n])
+        np.multiply(coef[n:].reshape(n, k_neg, 1), u[:, None, :], out=work[n:].reshape(n, k_neg, d))
+        out = np.empty((k, d), dtype=np.float32)
+        out[inv] = work
+        if n_rep:
+            e = np.flatnonzero(repeated)
+            hit = np.flatnonzero(count > 1)
+            local = np.empty(k, dtype=np.intp)
+            local[hit] = np.arange(hit.shape[0])
+            out[hit] = _to_f32(_sum_rows(local[inv[e]], hit.shape[0], work[e]))
         return out
-    e = np.flatnonzero(once)
-    out[inv[e]] = rows[e]
-    e = np.flatnonzero(~once)
-    repeated = np.flatnonzero(count > 1)
-    local = np.empty(k, dtype=np.intp)
-    local[repeated] = np.arange(repeated.shape[0])
-    out[repeated] = _to_f32(_sum_rows(local[inv[e]], repeated.shape[0], rows[e]))
-    return out
+    # Mostly repeated items in a big batch: lay the terms out component-major in the same memory
+    # and sum with one bincount per component; the (entries x d) index array of a single bincount
+    # would double the call's peak memory, and fresh pages cost more here than these d calls.
+    terms = work.reshape(d, entries)
+    src = np.concatenate([np.arange(n), np.repeat(np.arange(n), k_neg)])  # the user row of each entry
+    u_t = spare.reshape(d, n)
+    np.copyto(u_t, u.T)
+    np.take(u_t, src, axis=1, out=terms, mode="clip")
+    terms *= coef  # long contiguous inner loops: much faster than writing (d, n, K) blocks
+    for c in range(d):
+        sums[:, c] = np.bincount(inv, weights=terms[c], minlength=k)
+    return _to_f32(sums)
+
+
+def _carve(d: int, *rows: int) -> list[NDArray[np.float64]]:
+    """(r, d) float64 views, one per r in `rows`, into a single fresh block (see the caller)."""
+    block = np.empty(sum(rows) * d, dtype=np.float64)
+    ends = np.cumsum((0, *rows)) * d
+    return [block[a:b].reshape(r, d) for a, b, r in zip(ends[:-1], ends[1:], rows, strict=True)]
 
 
 def _to_f32(x: NDArray[np.float64]) -> NDArray[np.float32]:
     # Saturate instead of overflowing to inf: only absurd weights ever reach the bound.
-    return np.clip(x, -_F32_MAX, _F32_MAX).astype(np.float32)
+    np.maximum(x, -_F32_MAX, out=x)  # in place, and cheaper than np.clip's wrapper
+    np.minimum(x, _F32_MAX, out=x)
+    return x.astype(np.float32)
 
 
-def _row_norms(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """L2 norms over the last axis, exact-safe for finite rows of any magnitude."""
+def _row_norms(x: NDArray[np.float64], what: str) -> NDArray[np.float64]:
+    """L2 norms of the rows of a 2-d array, accurate for finite rows of any magnitude.
+
+    A non-finite row raises (naming `what`) rather than spreading NaN into learned state; the check
+    is free, as only rows whose squared norm left the safe range are looked at again.
+    """
     with np.errstate(over="ignore", under="ignore"):
-        norms = np.sqrt(np.einsum("...d,...d->...", x, x))
-    risky = ~((norms > _SAFE_LO) & (norms < _SAFE_HI))  # also catches inf/NaN from overflow
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    risky = ~((norms > _SAFE_LO) & (norms < _SAFE_HI))  # also catches inf from overflowed squares
     if risky.any():
         sub = x[risky]
-        peak = np.max(np.abs(sub), axis=-1)
+        peak = np.max(np.abs(sub), axis=1)
+        if not np.all(np.isfinite(peak)):
+            msg = (f"bpr_batch_user_step: {what} hold NaN or inf in {int(np.sum(~np.isfinite(peak)))} row(s); "
+                   "the inputs must be finite (check the state that produced them and BPRParams).")
+            raise ValueError(msg)
         scaled = sub / np.where(peak > 0.0, peak, 1.0)[:, None]
-        norms[risky] = peak * np.sqrt(np.einsum("nd,nd->n", scaled, scaled))
+        norms[risky] = peak * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
     return norms
 
 
-def _project_rows(x: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
-    """In place: scale each row (last axis) onto the norm ball of `bound`, as `bpr._project` does."""
-    norms = _row_norms(x)
+def _project_rows(x: NDArray[np.float64], bound: float, what: str) -> NDArray[np.float64]:
+    """In place: scale each row onto the norm ball of `bound`, as `bpr._project` does per vector."""
+    norms = _row_norms(x, what)
     over = norms > bound
     if over.any():  # usually no row is: stored vectors were clipped when written
-        x *= np.where(over, (_SHRINK * bound) / np.maximum(norms, bound), 1.0)[..., None]
+        x *= np.where(over, (_SHRINK * bound) / np.maximum(norms, bound), 1.0)[:, None]
     return x
 
 
 def _clip_weighted(grad: NDArray[np.float64], w: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
-    """Row-wise `bpr._project(w * grad, bound)` without forming `w * grad` where it could overflow.
+    """In place: row-wise `bpr._project(w * grad, bound)`, never forming an overflowing `w * grad`.
 
     A clipped row is `grad / |grad| * bound` (times the same shrink): the weight only decides
     whether to clip, so huge finite weights give a full-size step instead of inf / NaN.
     """
-    norms = _row_norms(grad)
+    norms = _row_norms(grad, "user gradients")
     with np.errstate(over="ignore"):
         clip = w * norms > bound
-    # Unclipped rows: |w * grad| <= bound, so the product is safe. Clipped rows: norms > 0 (as
-    # w * norms > bound > 0) and dividing first keeps every component <= 1 even for tiny norms.
-    out = grad * np.where(clip, 1.0, w)[:, None]
-    if clip.any():
-        out[clip] = grad[clip] / norms[clip][:, None] * (_SHRINK * bound)
-    return out
+    # Unclipped rows: |w * grad| <= bound, so the product is safe. Clipped rows have norms > 0
+    # (w * norms > bound > 0); only a subnormal norm could overflow bound / norms, so those rows
+    # divide first.
+    factor = np.where(clip, (_SHRINK * bound) / np.where(clip, norms, 1.0), w) if clip.any() else w
+    tiny = clip & (norms < 1e-300)
+    exact = grad[tiny] / norms[tiny][:, None] * (_SHRINK * bound) if tiny.any() else None
+    grad *= factor[:, None]
+    if exact is not None:
+        grad[tiny] = exact
+    return grad

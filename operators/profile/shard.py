@@ -30,6 +30,7 @@ import heapq
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,9 @@ def step(
     rows_user: list[str] = []
     rows_item: list[int] = []
     rows_weight: list[float] = []
+    rows_of: dict[str, int] = {}  # user -> BPR rows so far in this batch
     last_ts: dict[str, int] = {}
+    evals: list[tuple[Any, UserProfile | None, tuple[str, ...], int, list[tuple[int, int]]]] = []
     max_ts = NO_TS
     for blob in records:
         if blob[0] == _REQUEST_TAG:
@@ -165,14 +168,15 @@ def step(
             out.late += 1
         seen = shard.seen_of(uid) or ()
         if seen and ev.item_id not in seen and sampled(ev.event_id, p.eval_percent):
+            # The query is built after learning (below), from the user's vector as it was just before this
+            # event: a place is kept for it on each shard's channel, ahead of this event's shares.
             out.eval_queries += 1
-            q = encode_query(make_query(
-                prof, seen, vec_of, qid=f"eval:{ev.event_id}", user_id=uid, kind="eval", k=p.eval_k, ts=ev.ts,
-                target=ev.item_id, shards=p.index_shards, session_weight=p.session_weight,
-                personalize_after=p.personalize_after,
-            ))
+            slots = []
             for s in scatter:
-                index.setdefault(s, []).append(q)
+                lst = index.setdefault(s, [])
+                slots.append((s, len(lst)))
+                lst.append(b"")
+            evals.append((ev, prof, seen, rows_of.get(uid, 0), slots))
         recent = prof.recent_items if prof is not None else ()
         for s, share in interaction_shares(recent, ev.item_id, ev.ts, ev.weight, ev.category,
                                            window=p.cooc_window, shards=p.index_shards):
@@ -188,6 +192,7 @@ def step(
             rows_user.append(uid)
             rows_item.append(pos)
             rows_weight.append(ev.weight)
+            rows_of[uid] = rows_of.get(uid, 0) + 1
         last_ts[uid] = ev.ts
         max_ts = max(max_ts, ev.ts)
         if res.closed is not None:
@@ -195,7 +200,18 @@ def step(
         if res.timer_ts is not None and (prof is None or logic.session_timer(prof, p.gap_ms) != res.timer_ts):
             heapq.heappush(shard.ends, (res.timer_ts, uid))
     if last_ts:
-        _learn(shard, rows_user, rows_item, rows_weight, last_ts, max_ts, table, rng, out, p)
+        paths = _learn(shard, rows_user, rows_item, rows_weight, last_ts, max_ts, table, rng, out, p)
+        for ev, prof, seen, k, slots in evals:
+            if prof is not None and (prof.embedding or k):
+                path = paths[ev.user_id]  # shorter than k when the table was too small to learn
+                prof = prof.with_embedding(path[min(k, len(path) - 1)], prof.embedding_ts)
+            q = encode_query(make_query(
+                prof, seen, vec_of, qid=f"eval:{ev.event_id}", user_id=ev.user_id, kind="eval", k=p.eval_k,
+                ts=ev.ts, target=ev.item_id, shards=p.index_shards, session_weight=p.session_weight,
+                personalize_after=p.personalize_after,
+            ))
+            for s, i in slots:
+                index[s][i] = q
     _close_sessions(shard, watermark, out, p)
     return out
 
@@ -228,14 +244,18 @@ def _request(shard: UserShard, req: object, vec_of: Callable[[str], object], out
 def _learn(
     shard: UserShard, users: list[str], items: list[int], weights: list[float], last_ts: dict[str, int],
     max_ts: int, table: ItemTable, rng: np.random.Generator, out: StepOut, p: UserParams,
-) -> None:
-    """BPR rows in rounds (each user once per round), item gradients coalesced and applied locally."""
+) -> dict[str, list[np.ndarray]]:
+    """BPR rows in rounds (each user once per round), item gradients coalesced and applied locally.
+
+    Returns each user's vector path: the vector before its first row of the batch, then after each row.
+    """
     bpr = p.bpr
     vecs: dict[str, np.ndarray] = {}
     for uid in last_ts:
         prof = shard.profiles[uid]
         emb = prof.embedding_vector() if prof.embedding else None
         vecs[uid] = emb if emb is not None and emb.shape[0] == bpr.dim else initial_user(bpr, uid, p.seed)
+    paths = {u: [v] for u, v in vecs.items()}
     n_items = len(table)
     parts: list[CoalescedGrads] = []
     if users and n_items > 1:
@@ -250,11 +270,12 @@ def _learn(
                                                item_vecs, item_biases)
             for u, v in zip(who, new_u, strict=True):
                 vecs[u] = v
+                paths[u].append(v)
             parts.append(grads)
     for uid, ts in last_ts.items():
         shard.profiles[uid] = shard.profiles[uid].with_embedding(vecs[uid], ts)
     if not parts:
-        return
+        return paths
     grads = coalesce(*parts)
     by_shard: dict[int, list[int]] = {}
     ids = table.ids
@@ -265,6 +286,7 @@ def _learn(
         out.grads[s] = GradBatch(max_ts, [ids[i] for i in grads.items[sel].tolist()], grads.vec[sel],
                                  grads.bias[sel], grads.count[sel].astype(np.uint32))
     apply_coalesced(bpr, table.vecs, table.biases, grads)
+    return paths
 
 
 def _close_sessions(shard: UserShard, watermark: int, out: StepOut, p: UserParams) -> None:

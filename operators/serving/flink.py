@@ -27,9 +27,6 @@ OUT_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 ANSWER, EVAL = "answer", "eval"
 
 
-def model_version(dim: int, negatives: int, seed: int) -> str:
-    """What produced the vectors of an answer: learner, dimension, negatives, seed."""
-    return f"bpr-d{dim}-n{negatives}-s{seed}"
 
 
 class Gather(KeyedProcessFunction):

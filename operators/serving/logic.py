@@ -317,6 +317,11 @@ def finish(
     return answer, outcome
 
 
+def model_version(dim: int, negatives: int, seed: int) -> str:
+    """What produced the vectors of an answer: learner, dimension, negatives, seed."""
+    return f"bpr-d{dim}-n{negatives}-s{seed}"
+
+
 def state_digest(profile: bytes | None, seen: bytes | None) -> str | None:
     """16 hex digits of SHA-256 over a user's keyed state bytes (profile, seen items); None without state.
 

@@ -164,7 +164,8 @@ def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
 
     from operators.index.flink import PARTIALS, IndexStage
     from operators.profile.flink import INDEX
-    from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather, model_version
+    from operators.serving.flink import ANSWER, EVAL, OUT_TYPE, Gather
+    from operators.serving.logic import model_version
     from pipeline.sources_sinks import bytes_sink
     from state_schemas.messages import partial_qid
 

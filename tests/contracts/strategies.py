@@ -156,6 +156,7 @@ SAMPLES: dict[str, Any] = {
     "item_vector": ItemVector(bytes(range(256)), 0.5, 12, 13, 1_764_000_000_000),
     "index_entry": IndexEntry(bytes(range(256)), 0.5, 13, 3.25, 1_764_000_000_000, 4, 6.5, "books", 12),
     "seen_items": tuple(f"item-{i}" for i in range(50)),
+    "cooc_log": [(f"item-{i}", f"item-{i + 1}", 1.5 * i) for i in range(20)],
 }
 
 #: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
@@ -166,4 +167,5 @@ EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
     "item_vector": item_vectors(),
     "index_entry": index_entries(),
     "seen_items": st.lists(ids, max_size=20).map(tuple),
+    "cooc_log": st.lists(st.tuples(ids, ids, st.floats(allow_nan=False)), max_size=20),
 }

@@ -88,10 +88,20 @@ def test_every_tag_has_a_blob_and_a_decoder() -> None:
     assert len(set(TAGS.values())) == len(TAGS)
 
 
+# Current version of each format: 1, except where a format moved on (its older version is refused).
+VERSIONS = {"interaction_msg": 2}
+
+
 @pytest.mark.parametrize("name", sorted(BLOBS))
-def test_each_blob_starts_with_its_tag_and_version_1(name: str) -> None:
+def test_each_blob_starts_with_its_tag_and_current_version(name: str) -> None:
     assert BLOBS[name][0] == TAGS[name]
-    assert BLOBS[name][1:3] == b"\x01\x00"
+    assert BLOBS[name][1:3] == VERSIONS.get(name, 1).to_bytes(2, "little")
+
+
+def test_an_interaction_share_of_the_json_version_is_refused_with_its_version() -> None:
+    old = bytes([TAGS["interaction_msg"]]) + (1).to_bytes(2, "little") + b"\x00" * 40
+    with pytest.raises(SchemaError, match="v1"):
+        decode_interaction(old)
 
 
 @pytest.mark.parametrize(("producer", "consumer"), [(p, c) for p in sorted(BLOBS) for c in sorted(DECODERS) if p != c])

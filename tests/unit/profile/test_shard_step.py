@@ -154,3 +154,16 @@ def test_batching_does_not_change_sessions_or_counters(raw, cuts, lag) -> None:
     for u, p in ref.items():
         got = shard.profiles[u]
         assert got._replace(embedding=b"", embedding_ts=0) == p._replace(embedding=b"", embedding_ts=0)
+
+
+def test_a_second_evaluation_in_one_batch_sees_the_users_vector_after_the_first_event() -> None:
+    # test-then-learn inside a batch: each evaluation query carries the vector from just before its event
+    shard, table = UserShard(), ItemTable(8)
+    run(shard, [event(i, "u", T0 + i, f"w{i}") for i in range(6)], table=table)  # history, a vector, items
+    emb0 = shard.profiles["u"].embedding_vector().copy()
+    out = run(shard, [event(10, "u", T0 + 100, "n1"), event(11, "u", T0 + 101, "n2")], table=table)
+    queries = [decode_query(r) for r in out.index[0] if r[0] == TAGS["query_msg"]]
+    assert [q.target for q in queries] == ["n1", "n2"]
+    assert np.allclose(queries[0].vector, emb0)
+    assert not np.allclose(queries[1].vector, emb0)  # moved by the first event's BPR step
+    assert not np.allclose(queries[1].vector, shard.profiles["u"].embedding_vector())  # and by the second

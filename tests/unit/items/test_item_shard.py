@@ -1,0 +1,48 @@
+"""The item stage's batch step: coalesced gradients applied in one vectorised step per batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from operators.items.logic import initial_item
+from operators.items.shard import ItemShard
+from operators.learner.bpr import BPRParams, apply_item_updates
+from state_schemas import item_vector
+from state_schemas.batches import GradBatch
+
+P = BPRParams(dim=4)
+
+
+def test_apply_steps_each_item_once_with_its_summed_gradient() -> None:
+    shard = ItemShard(4)
+    g = GradBatch(50, ["a", "b"], np.array([[1, 0, 0, 0], [0, 2, 0, 0]], np.float32), np.array([0.5, -1], np.float32),
+                  np.array([3, 1], np.uint32))
+    assert shard.apply(P, g, seed=7) == ["a", "b"]
+    for j, item in enumerate(["a", "b"]):
+        init = initial_item(P, item, 7)
+        vec, bias = apply_item_updates(P, init.as_array()[None], np.float32([init.bias]), g.vec[j : j + 1],
+                                       g.bias[j : j + 1], 1.0)
+        st = shard.state(item)
+        assert np.allclose(st.as_array(), vec[0]) and np.isclose(st.bias, bias[0])
+    assert [shard.state(i).seq for i in "ab"] == [1, 1]
+    assert [shard.state(i).update_count for i in "ab"] == [3, 1]
+    shard.apply(P, g._replace(ts=40, item_ids=["b", "a"]), seed=7)
+    assert [shard.state(i).seq for i in "ab"] == [2, 2]
+    assert shard.state("a").updated_ts == 50  # an older batch does not move the clock back
+
+
+def test_blob_is_the_codec_encoding_of_the_state() -> None:
+    shard = ItemShard(4)
+    shard.apply(P, GradBatch(9, ["x"], np.ones((1, 4), np.float32), np.ones(1, np.float32), np.ones(1, np.uint32)), 7)
+    assert shard.blob("x") == item_vector.encode(shard.state("x"))
+    back = ItemShard(4)
+    back.put("x", item_vector.decode(shard.blob("x")))
+    assert back.state("x") == shard.state("x")
+
+
+def test_the_shard_grows_past_its_first_capacity() -> None:
+    shard = ItemShard(4)
+    ids = [f"i{k}" for k in range(200)]
+    shard.apply(P, GradBatch(1, ids, np.ones((200, 4), np.float32), np.zeros(200, np.float32),
+                             np.ones(200, np.uint32)), 7)
+    assert len(shard) == 200 and shard.state("i199").seq == 1
