@@ -129,9 +129,9 @@ def infra_logs(
 
 @app.command("run")
 def run(
-    events: int = typer.Option(3_000, help="Records the built-in generator sends."),
-    users: int = typer.Option(300, help="Distinct users in the generated stream."),
-    rate: float = typer.Option(300.0, help="Generator pace, records per second."),
+    events: int = typer.Option(30_000, help="Records the built-in generator sends."),
+    users: int = typer.Option(3_000, help="Distinct users in the generated stream."),
+    rate: float = typer.Option(2_500.0, help="Generator pace, records per second."),
     session_gap_ms: int = typer.Option(
         300_000, help="Session gap for the demo (generated event time runs ~1000x faster than wall time)."
     ),
@@ -374,8 +374,22 @@ def eval_offline(
     limit: int = typer.Option(0, help="Replay only the first N events (0 = all)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
     served: bool = typer.Option(False, "--served", help="Also replay the model as the job serves it (slower)."),
+    batched: bool = typer.Option(
+        False, "--batched", help="Replay through the job's own batch steps instead (router, user, item and index "
+        "stages in this process; model settings from LIVEREC_*, like eval-pipeline)."),
+    batch_size: int = typer.Option(1_000, help="With --batched: records per batch (the job: batch_ms of input)."),
 ) -> None:
     """Replay a dataset in timestamp order, test-then-learn, and print recall@k beside popularity."""
+    if batched:
+        from rich.console import Console
+
+        from pipeline.eval_offline import resolve_data_path
+        from pipeline.eval_pipeline import run_batched
+
+        settings = _settings().model_copy(update={"item_flush_ms": 200})  # as eval-pipeline runs the job
+        run_batched(settings, resolve_data_path(data), limit=limit, console=Console(), batch_size=batch_size,
+                    json_out=json_out)
+        return
     from pipeline.eval_offline import main as run
 
     run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out, served=served)

@@ -99,6 +99,7 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self.flushed: dict[str, float] = {}
         self.table = ItemTable(self.params.bpr.dim)
         self.held: dict[str, int] = {}  # item -> seq of the feedback vector held (mirrors broadcast state)
+        self.own_ts: dict[str, int] = {}  # item -> event time of the newest own gradient applied to the replica
         self.table_loaded = False
         self.rng = np.random.default_rng(self.params.seed)
         self.writer = self.writer_factory()
@@ -161,6 +162,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         for s, recs in out.index.items():
             yield INDEX, (index_key(s), encode_records(recs))
         for s, grads in out.grads.items():
+            for item_id in grads.item_ids:
+                self.own_ts[item_id] = grads.ts
             yield item_key(s), encode_grads(grads)
         pending = self.pending[key]
         pending |= out.changed
@@ -190,6 +193,10 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
                 continue
             self.held[item_id] = state.seq
             fresh[item_id] = item_vector.encode(state)
-            self.table.upsert(item_id, state.as_array(), state.bias)
+            # A vector older than this subtask's own latest gradient of the item would roll the replica back
+            # (it already holds that gradient): keep the replica; the broadcast state still takes the vector.
+            own = self.own_ts.get(item_id)
+            if own is None or state.updated_ts > own:
+                self.table.upsert(item_id, state.as_array(), state.bias)
         if fresh:
             ctx.get_broadcast_state(ITEM_VECTORS_STATE).put_all(fresh)
