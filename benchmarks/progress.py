@@ -3,8 +3,9 @@
 Why from outside: a source's offsets are committed to its consumer group when a checkpoint covering
 them completes, so "offsets committed" counts records the job has processed *and* made durable, the
 same figure for the skeleton and the job, with no probe inside either. Checkpoints make that curve a
-staircase (one step per checkpoint): the rate is taken between the steps, interpolated linearly, not
-from the first poll that crosses 20% and 80% (at 10 s checkpoints that alone could be off by 50%).
+staircase (one step per checkpoint): the rate is taken between the steps, interpolated linearly, and
+only over steps inside the run, not from the first poll that crosses 20% and 80% (at 10 s checkpoints
+that alone could be off by 50%, and the last step includes the wait for the final checkpoint).
 """
 
 from __future__ import annotations
@@ -69,24 +70,38 @@ class Curve:
         """When the value first reached ``frac`` of total (None if it has not)."""
         return next((t for t, v in self.points if v >= frac * self.total), None)
 
-    def rate(self, lo: float = 0.2, hi: float = 0.8) -> float | None:
-        """Records/s between ``lo`` and ``hi`` of total, the steps joined by straight lines.
+    def rate(self, lo: float = 0.2, hi: float = 0.8) -> tuple[float | None, str]:
+        """Records/s between ``lo`` and ``hi`` of total, the steps joined by straight lines, and how.
 
-        The first step is the anchor when ``lo`` falls below it: the ramp from 0 to the first
-        checkpoint holds the job's start-up, which is not throughput. None without two steps in range.
+        Only the steps strictly between 0 and total are used when there are two of them ("interior"):
+        the ramp to the first step holds the job's start-up, and the step to total holds the idle wait
+        for the checkpoint after the last record, neither of them throughput. The range is clipped to
+        the interior steps. With fewer interior steps the last step is used too ("with tail"): a lower
+        bound. None when not even that is possible (a run shorter than two checkpoints).
 
-        >>> c = Curve(100, [(10.0, 30), (20.0, 70), (30.0, 100)])
-        >>> c.rate()  # 30 → 70 in 10 s, 70 → 100 in 10 s: 4/s then 3/s; 20%→30 (anchor) and 80% at 23.3 s
-        3.75
+        >>> c = Curve(100, [(0.0, 0), (10.0, 10), (20.0, 50), (30.0, 90), (45.0, 100)])
+        >>> c.rate()  # 4/s between the steps at 10 and 90; the tail (10 records in 15 s) is left out
+        (4.0, 'interior')
+        >>> Curve(100, [(10.0, 30), (30.0, 100)]).rate()  # one interior step: 30 → 80 of the line to 100
+        (3.5, 'with tail')
         """
+        inner = [(t, v) for t, v in self.points if 0 < v < self.total]
+        if len(inner) >= 2:
+            r = self._slope(inner, max(lo * self.total, inner[0][1]), min(hi * self.total, inner[-1][1]))
+            if r is not None:
+                return r, "interior"
         pts = [(t, v) for t, v in self.points if v > 0]
-        if len(pts) < 2:
-            return None
-        a = max(lo * self.total, pts[0][1])
-        b = hi * self.total
+        if len(pts) >= 2:
+            r = self._slope(pts, max(lo * self.total, pts[0][1]), hi * self.total)
+            if r is not None:
+                return r, "with tail"
+        return None, "too few checkpoints"
+
+    @classmethod
+    def _slope(cls, pts: list[tuple[float, int]], a: float, b: float) -> float | None:
         if b <= a:
             return None
-        ta, tb = self._interp(pts, a), self._interp(pts, b)
+        ta, tb = cls._interp(pts, a), cls._interp(pts, b)
         if ta is None or tb is None or tb <= ta:
             return None
         return round((b - a) / (tb - ta), 2)

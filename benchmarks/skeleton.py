@@ -214,8 +214,9 @@ def run_skeleton(settings: Settings, topic: str, n_records: int, deadline_s: flo
             offsets.close()
     curve: Curve = curves["checkpointed"]
     done = curve.last >= n_records
+    rate, method = curve.rate()
     return {
-        "events_per_s": curve.rate(),
+        "events_per_s": rate, "rate_method": method,
         "append_events_per_s": _append_rate(s, out_topic, n_records) if done else None,
         "records": n_records, "completed": done, "seconds_to_all": curve.time_at(1.0),
         "checkpoints_seen": len(curve.points), "curve": [(round(t, 2), v) for t, v in curve.points],

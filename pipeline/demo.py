@@ -100,16 +100,22 @@ def run_job_demo(
     user_ids = sorted(expected)
     t0 = time.monotonic()
     counted = 0
+    last = [0.0, 0, 0]  # elapsed, sent, counted at the previous line
     try:
         while True:
             time.sleep(2)
             profiles = _profiles(settings, user_ids)
             counted = sum(getattr(r, "event_count", 0) or 0 for r in profiles.values())
             elapsed = time.monotonic() - t0
+            # rates over the last interval: what the generator sent and what reached Cassandra (profiles
+            # are written at most every profile_flush_ms, so the second one follows in steps)
+            dt = max(elapsed - last[0], 1e-9)
             console.print(
-                f"  {elapsed:5.0f}s  sent {sent[0]:>7}  in Cassandra {counted:>7}/{sum(expected.values())} events "
-                f"({counted / elapsed:,.0f}/s)  sessions closed {sessions.poll():>5}  dead letters {dead.poll():>4}"
+                f"  {elapsed:5.0f}s  sent {sent[0]:>7} ({(sent[0] - last[1]) / dt:,.0f}/s)  in Cassandra "
+                f"{counted:>7}/{sum(expected.values())} events ({(counted - last[2]) / dt:,.0f}/s)  "
+                f"sessions closed {sessions.poll():>5}  dead letters {dead.poll():>4}", highlight=False,
             )
+            last[:] = [elapsed, sent[0], counted]
             if counted >= sum(expected.values()) and sent[0] == len(batch.records):
                 break
             status = str(client.get_job_status().result())

@@ -44,9 +44,9 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         # The events source comes from the Table API (for partition/offset metadata); ALWAYS gives its
         # transformations deterministic uids too, so its Kafka offsets restore from a savepoint.
         "table.exec.uid.generation": "ALWAYS",
-        # One event fans out to ~10 records (item gradients, index shares, an evaluation query): without
-        # debloating, a replay fills the network buffers with minutes of work and an aligned checkpoint
-        # barrier waits behind all of it (checkpoints time out). Debloating keeps ~1 s of data in flight.
+        # Records between the Python stages are whole batches (hundreds of KB): without debloating a
+        # catch-up fills the network buffers with many batches of work and an aligned checkpoint barrier
+        # waits behind all of it (checkpoints time out). Debloating keeps ~1 s of data in flight.
         "taskmanager.network.memory.buffer-debloat.enabled": "true",
     }
     if settings.state_backend:

@@ -368,10 +368,15 @@ class Interactions:
         """The events with the line their row starts on."""
         self.report = ReadReport(str(self.path), self.options.max_examples)
         with self._open_text() as text:
-            if self.layout.format == "jsonl":
-                yield from self._json_rows(text)
-            else:
-                yield from self._csv_rows(text)
+            try:
+                if self.layout.format == "jsonl":
+                    yield from self._json_rows(text)
+                else:
+                    yield from self._csv_rows(text)
+            except (OSError, EOFError, lzma.LZMAError) as exc:  # e.g. a gzip file cut off in a copy
+                msg = (f"--data {self.path}: cannot read past line {self.report.lines} ({type(exc).__name__}: "
+                       f"{exc}); the file looks truncated or corrupt: copy or export it again")
+                raise ConfigError(msg) from exc
 
     def position(self) -> int:
         """Bytes of the file (compressed, if it is) consumed so far: for a progress bar against `size`."""

@@ -34,7 +34,9 @@ from pipeline.settings import Settings
 if TYPE_CHECKING:
     from rich.console import Console
 
-DEFAULT_RATE = 1_000.0  # rows/s when no pacing option is given: about 3x what the job keeps up with here
+# rows/s when no pacing option is given: a pace to watch a live job follow (on the 2-core development machine
+# the job keeps up with it and live traffic beside it), not a flood of a shared broker by a forgotten flag
+DEFAULT_RATE = 1_000.0
 _PROGRESS_EVERY = 512  # rows between progress-bar updates (an update costs a lock and a redraw check)
 _LOG_EVERY_S = 10.0  # a plain progress line this often when the console is not a terminal
 
@@ -198,8 +200,9 @@ def replay(
         result.shifted_ms = wall_ms() - rows[-1].event["ts"]
         for row in rows:
             row.event["ts"] += result.shifted_ms
+    paced = "none (dry run)" if dry_run else pacing.describe()
     console.print(f"  read {data.report.rows:,} rows in {result.read_seconds:.1f} s: {len(rows):,} events to "
-                  f"validate, {data.report.rejected_total:,} rows rejected by the reader; pacing: {pacing.describe()}"
+                  f"validate, {data.report.rejected_total:,} rows rejected by the reader; pacing: {paced}"
                   + (f"; times shifted by {result.shifted_ms / 86_400_000:+,.2f} days" if shift_to_now else ""),
                   highlight=False)
 

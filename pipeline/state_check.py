@@ -122,14 +122,14 @@ def load(meta: Path) -> tuple[int, list[SavedOperator]]:
 RETIRED_UIDS: dict[str, str] = {
     "user-state": (
         "the per-user state of release 0.1 (one key per user); this build keys the user stage by user shard "
-        "(uid user-shards) and PyFlink has no State Processor API to re-key it. Start this build with "
-        "--allowNonRestoredState and no user state (profiles in Cassandra are kept and overwritten as users "
-        "come back), or keep running the 0.1 build"
+        "(uid user-shards) and PyFlink has no State Processor API to re-key it. Start this build without "
+        "the savepoint after truncating user_profiles and sessions (writes use USING TIMESTAMP seq, and seq "
+        "restarts at 1: old rows would win), or keep running the 0.1 build (docs/state.md)"
     ),
     "item-state": (
         "the per-item vectors of release 0.1 (one key per item); this build keys items by item shard (uid "
-        "item-shards). Starting with --allowNonRestoredState starts items from their deterministic initial "
-        "vectors; the user stage's replica and the index keep the last vectors they had"
+        "item-shards). Without it items restart from their initial vectors with seq 1, and the restored "
+        "index would ignore them until their seq passes the old one: start this build without the savepoint"
     ),
     "feedback-batches": "pending feedback vectors of release 0.1 (at most 200 ms of them): safe to drop",
 }

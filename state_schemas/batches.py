@@ -90,7 +90,7 @@ class GradBatch(NamedTuple):
     item_ids: list[str]
     vec: NDArray[np.float32]  # (N, D)
     bias: NDArray[np.float32]  # (N,)
-    count: NDArray[np.uint32]  # (N,)
+    count: NDArray[np.uint32]  # type: ignore[assignment]  # (N,); shadows tuple.count, the field name is the API
 
 
 def encode_grads(g: GradBatch) -> bytes:

@@ -53,7 +53,7 @@ class IndexEntry(NamedTuple):
     vector_seq: int = 0
     popularity: float = 0.0
     popularity_ts: int = 0
-    count: int = 0
+    count: int = 0  # type: ignore[assignment]  # shadows tuple.count; the field name is the schema's
     weight: float = 0.0
     category: str = ""
     ordinal: int = 0

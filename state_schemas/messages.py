@@ -1,7 +1,8 @@
 """Records that travel between the job's operators, binary and versioned like state.
 
-They are never on a public topic, except `item-vectors`, which the job itself reads back, and only
-ItemVectorMsg is also kept as state: in "pending-vectors" of `feedback-batches` until its batch leaves.
+They are never on a public topic, except `item-vectors` (VectorBatch records of ItemVectorMsg), which
+the job itself reads back. ItemUpdate is no longer sent by the job (the user stage sends coalesced
+`state_schemas.batches.GradBatch` records); its codec stays for the contract tests and old tools.
 
 ItemUpdate v1, user stage → item stage (keyed by item)::
 
@@ -26,7 +27,7 @@ ItemVectorMsg v1, item stage → `item-vectors` topic → broadcast back to the 
 from __future__ import annotations
 
 import struct
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,8 +91,9 @@ def decode_vector_msg(data: bytes) -> tuple[str, int, ItemVector]:
 
 
 def vector_msg_ts(data: bytes) -> int:
-    """Event time of an item-vectors record without decoding the rest (timestamp assigner)."""
-    return _TS.unpack_from(data, 3)[0]
+    """Event time of an item-vectors record without decoding the rest."""
+    ts: int = _TS.unpack_from(data, 3)[0]
+    return ts
 
 
 # --- serving records -------------------------------------------------------------------------------
@@ -111,7 +113,8 @@ def _pack_json(name: str, doc: object, tail: bytes = b"") -> bytes:
     return _JSON_HEAD.pack(TAGS[name], 1, len(body)) + body + tail
 
 
-def _unpack_json(name: str, data: bytes) -> tuple[object, bytes]:
+def _unpack_json(name: str, data: bytes) -> tuple[Any, bytes]:
+    """(JSON document, bytes after it); the document is whatever JSON held: callers unpack it and catch errors."""
     import json
 
     try:
@@ -150,7 +153,7 @@ def decode_request(data: bytes) -> RequestV1:
     doc, tail = _unpack_json("request_msg", data)
     _exact("request_msg", tail)
     try:
-        return RequestV1(*doc)  # type: ignore[misc]
+        return RequestV1(*doc)
     except TypeError as exc:
         msg = f"request_msg: body does not hold a request: {exc}"
         raise SchemaError(msg) from exc
@@ -188,7 +191,7 @@ def decode_query(data: bytes) -> QueryMsg:
     doc, tail = _unpack_json("query_msg", data)
     try:
         # 13 fields before the digest was added (a query in flight across an upgrade has none)
-        qid, user, kind, k, source, ts, exclude, category, seeds, fresh, target, shards, has_vec, *more = doc  # type: ignore[misc]
+        qid, user, kind, k, source, ts, exclude, category, seeds, fresh, target, shards, has_vec, *more = doc
         digest = more[0] if more else None
         (dim,) = _DIM.unpack_from(tail)
     except (TypeError, ValueError, struct.error) as exc:
@@ -305,7 +308,7 @@ def decode_partial(data: bytes) -> PartialMsg:
     doc, tail = _unpack_json("partial_msg", data)
     _exact("partial_msg", tail)
     try:
-        head, (ranked, trending, baseline), rest = doc[:10], doc[10:13], doc[13:]  # type: ignore[index]
+        head, (ranked, trending, baseline), rest = doc[:10], doc[10:13], doc[13:]
         lists = [tuple((str(i), float(s)) for i, s in xs) for xs in (ranked, trending, baseline)]
         return PartialMsg(*head, *lists, *rest)
     except (TypeError, ValueError) as exc:
@@ -320,7 +323,7 @@ def partial_qid(data: bytes) -> str:
 
 # --- item-vector batches (the feedback topic) -----------------------------------------------------
 # VectorBatch v1: tag 'B', version u16 = 1, ts i64 (newest event time inside, at the same offset as an
-# ItemVectorMsg's so one timestamp assigner reads both), N u32, then N times (u32 length, ItemVectorMsg).
+# ItemVectorMsg's so `vector_msg_ts` reads both), N u32, then N times (u32 length, ItemVectorMsg).
 # Why batches: the user stage reads the feedback as the second input of a two-input operator, and Flink
 # alternates between inputs record by record; one record per item vector let the feedback (hundreds of
 # vectors per second) fall ever further behind the events (tens per second), so the user stage learned
@@ -349,7 +352,8 @@ def decode_vector_batch(data: bytes) -> list[bytes]:
     if tag != TAGS["vector_batch_msg"] or version != 1:
         msg = f"vector_batch_msg: expected tag 'B' v1, got tag {tag} v{version}: producer and consumer builds differ"
         raise SchemaError(msg)
-    out, pos = [], _BATCH.size
+    out: list[bytes] = []
+    pos = _BATCH.size
     for _ in range(n):
         if pos + _LEN.size > len(data):
             msg = f"vector_batch_msg: {n} entries announced, record ends after {len(out)}"

@@ -55,7 +55,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Final
+from typing import Final, Protocol, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -93,6 +93,23 @@ def _import_hnswlib() -> ModuleType:
 
 
 hnswlib = _import_hnswlib()
+
+
+class _HnswIndex(Protocol):
+    """The part of ``hnswlib.Index`` this module uses (hnswlib ships no type information)."""
+
+    def init_index(self, max_elements: int, M: int = ..., ef_construction: int = ...,  # noqa: N803
+                   random_seed: int = ...) -> None: ...
+    def set_ef(self, ef: int) -> None: ...
+    def resize_index(self, new_size: int) -> None: ...
+    def add_items(self, data: ArrayLike, ids: ArrayLike | None = ..., num_threads: int = ...) -> None: ...
+    def mark_deleted(self, label: int) -> None: ...
+    def knn_query(self, data: ArrayLike, k: int = ..., num_threads: int = ...
+                  ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]: ...
+    def save_index(self, path_to_index: str) -> None: ...
+    def load_index(self, path_to_index: str, max_elements: int = ...) -> None: ...
+    def get_current_count(self) -> int: ...
+
 
 TAG: Final = ord("A")
 FORMAT_VERSION: Final = 1
@@ -144,8 +161,8 @@ class AnnIndex:
         self._tombstones: set[int] = set()
         self._next_label = 0
 
-    def _new_hnsw(self, capacity: int) -> hnswlib.Index:
-        h = hnswlib.Index(space="ip", dim=self.dim)
+    def _new_hnsw(self, capacity: int) -> _HnswIndex:
+        h: _HnswIndex = hnswlib.Index(space="ip", dim=self.dim)
         h.init_index(
             max_elements=capacity, M=self.M, ef_construction=self.ef_construction, random_seed=self.random_seed
         )
@@ -188,7 +205,8 @@ class AnnIndex:
 
     def vector(self, item_id: str) -> NDArray[np.float32]:
         """A copy of the stored vector of a live item (`KeyError` if it is not live)."""
-        return self._vectors[self._label_of[item_id]].copy()
+        row: NDArray[np.float32] = self._vectors[self._label_of[item_id]]
+        return row.copy()
 
     def live_ids(self) -> list[str]:
         """Live ids, in label order."""
@@ -242,7 +260,7 @@ class AnnIndex:
 
     def upsert(self, item_id: str, vector: ArrayLike) -> None:
         """Insert or move one item (a batch of one)."""
-        self.upsert_many([item_id], [vector])
+        self.upsert_many([item_id], cast(ArrayLike, [vector]))
 
     def remove(self, ids: Iterable[str]) -> int:
         """Tombstone the live items among ``ids``; unknown ids are ignored. Returns how many were removed."""
@@ -258,6 +276,27 @@ class AnnIndex:
         if removed:
             self.version += 1
         return removed
+
+    def replace_all(self, ids: Sequence[str], vectors: ArrayLike, *, num_threads: int | None = None) -> None:
+        """A fresh graph holding exactly ``ids`` with ``vectors``, built in one ``add_items`` call.
+
+        Why: hnswlib moves an existing label's vector at ~1,000/s here, but builds a fresh graph at
+        ~15,000 items/s, so when a good part of the index changed, rebuilding beats moving.
+        """
+        n = len(ids)
+        arr = self._as_matrix(vectors, n) if n else np.zeros((0, self.dim), np.float32)
+        if len(set(ids)) != n:
+            msg = "replace_all: ids must be distinct"
+            raise ValueError(msg)
+        self._reset(max(self.initial_capacity, n))
+        if n:
+            self._vectors[:n] = arr
+            self._label_of = {item_id: i for i, item_id in enumerate(ids)}
+            self._id_of = dict(enumerate(ids))
+            self._next_label = n
+            self._hnsw.add_items(np.ascontiguousarray(arr), np.arange(n, dtype=np.uint64),
+                                 num_threads=num_threads or self.num_threads)
+        self.version += 1
 
     def rebuild(self, *, num_threads: int | None = None) -> None:
         """A fresh graph from the live vectors only: tombstones gone, labels compacted to ``0..n-1``."""

@@ -6,7 +6,9 @@ query precedes its event's shares, so the shard ranks before it learns), or a `V
 vectors from the item stage. Each batch is one call; its state changes are written once, at its end.
 
 Keyed state (the only thing that survives a restore or a rescale): one `IndexEntry` per item in
-``index-items`` and one float per co-occurrence cell in ``index-cooc``. The hnswlib graph is a cache of
+``index-items``, and the co-occurrence cells as one compact blob per batch plus periodic snapshots in
+``index-cooc-log`` (`state_schemas.cooc_log`; release 0.1's one-float-per-cell ``index-cooc`` is still
+read on restore and folded into the first snapshot). The hnswlib graph is a cache of
 it: built from that state the first time a shard key is seen after a (re)start (`IndexShard.restore`).
 
 Outputs: partial answers on the `PARTIALS` side output (to the gather step, then `recommendations`);

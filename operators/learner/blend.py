@@ -25,7 +25,7 @@ def zscore(x: ArrayLike) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.size == 0:
         return a.copy()
-    d = a - a.mean()
+    d: NDArray[np.float64] = a - a.mean()
     sd = float(np.sqrt(d @ d / a.size))  # np.std does the same, several times slower on small arrays
     if not sd > 1e-12 or not np.isfinite(sd):
         return np.zeros_like(a)

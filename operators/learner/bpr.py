@@ -12,6 +12,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,14 +99,15 @@ def key_rng(seed: int, namespace: str, key: int | str) -> np.random.Generator:
 
 def init_vector(params: BPRParams, rng: np.random.Generator) -> Vec:
     """Small random vector: BPR needs asymmetry to get started, and small keeps early scores calm."""
-    return (rng.standard_normal(params.dim) * (params.init_scale / np.sqrt(params.dim))).astype(np.float32)
+    scale: float = params.init_scale / np.sqrt(params.dim)
+    return (rng.standard_normal(params.dim) * scale).astype(np.float32)
 
 
 # Clip to a hair under the bound so the float32 cast can never round the norm above it.
 _SHRINK = 1.0 - 1e-6
 
 
-def clip_norm(vec: NDArray[np.floating], max_norm: float) -> Vec:
+def clip_norm(vec: NDArray[np.floating[Any]], max_norm: float) -> Vec:
     """Scale `vec` down so its L2 norm is at most `max_norm` (returns a new float32 array).
 
     The norm is taken in float64 after scaling by the largest magnitude, so huge finite inputs
@@ -114,7 +116,7 @@ def clip_norm(vec: NDArray[np.floating], max_norm: float) -> Vec:
     return _project(vec, max_norm).astype(np.float32)
 
 
-def _project(vec: NDArray[np.floating], max_norm: float) -> NDArray[np.float64]:
+def _project(vec: NDArray[np.floating[Any]], max_norm: float) -> NDArray[np.float64]:
     out = np.array(vec, dtype=np.float64)
     sq = float(out @ out)  # BLAS dot: overflow gives inf silently, handled below
     if math.isfinite(sq):
@@ -131,7 +133,7 @@ def _clip_scalar(x: float, bound: float) -> float:
     return -bound if x < -bound else (bound if x > bound else float(x))
 
 
-def _project_rows(mat: NDArray[np.floating], max_norm: float) -> NDArray[np.float64]:
+def _project_rows(mat: NDArray[np.floating[Any]], max_norm: float) -> NDArray[np.float64]:
     out = np.array(np.atleast_2d(mat), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         sq = np.einsum("ij,ij->i", out, out)
@@ -228,10 +230,10 @@ def apply_item_update(
 def apply_item_updates(
     params: BPRParams,
     item_vecs: NDArray[np.float32],
-    biases: NDArray[np.floating],
-    grad_vecs: NDArray[np.floating],
-    grad_biases: NDArray[np.floating],
-    weights: float | NDArray[np.floating] = 1.0,
+    biases: NDArray[np.floating[Any]],
+    grad_vecs: NDArray[np.floating[Any]],
+    grad_biases: NDArray[np.floating[Any]],
+    weights: float | NDArray[np.floating[Any]] = 1.0,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Row-wise `apply_item_update` for several *distinct* items in one vectorised call.
 
@@ -249,8 +251,8 @@ def apply_item_updates(
     return vecs, new_b
 
 
-def _margins(u: NDArray[np.floating], pos_vec: NDArray[np.floating], pos_bias: float,
-             neg_vecs: NDArray[np.floating], neg_biases: NDArray[np.floating]) -> NDArray[np.float64]:
+def _margins(u: NDArray[np.floating[Any]], pos_vec: NDArray[np.floating[Any]], pos_bias: float,
+             neg_vecs: NDArray[np.floating[Any]], neg_biases: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
     pos = float(np.dot(u, pos_vec)) + float(pos_bias)
     neg = np.asarray(neg_vecs, np.float64) @ np.asarray(u, np.float64)
     return pos - neg - np.asarray(neg_biases, np.float64)
@@ -258,4 +260,5 @@ def _margins(u: NDArray[np.floating], pos_vec: NDArray[np.floating], pos_bias: f
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
     # tanh form: one ufunc, no overflow for any finite x.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    t: NDArray[np.float64] = np.tanh(0.5 * x)
+    return 0.5 * (1.0 + t)

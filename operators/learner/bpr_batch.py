@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -96,7 +97,7 @@ def bpr_batch_user_step(
     users: NDArray[np.float32],
     pos: NDArray[np.int64],
     negs: NDArray[np.int64],
-    weights: NDArray[np.floating],
+    weights: NDArray[np.floating[Any]],
     item_vecs: NDArray[np.float32],
     item_biases: NDArray[np.float32],
 ) -> tuple[NDArray[np.float32], CoalescedGrads]:
@@ -184,7 +185,7 @@ def bpr_batch_user_step(
     count = np.bincount(inv, minlength=k)
     grads = CoalescedGrads(items=items.astype(np.int64, copy=False),
                            vec=_item_sums(inv, count, coef, u, work, sums, spare),
-                           bias=_to_f32(np.bincount(inv, weights=coef, minlength=k)),
+                           bias=_to_f32(cast(NDArray[np.float64], np.bincount(inv, weights=coef, minlength=k))),
                            count=count.astype(np.int64, copy=False))
     return new_users, grads
 
@@ -212,7 +213,9 @@ def coalesce(*grads: CoalescedGrads) -> CoalescedGrads:
     count = np.zeros(items.shape[0], dtype=np.int64)
     np.add.at(count, inv, np.concatenate([g.count for g in grads]))
     vec = np.concatenate([g.vec for g in grads]).astype(np.float64)
-    bias = np.bincount(inv, weights=np.concatenate([g.bias for g in grads]), minlength=items.shape[0])
+    # With weights, bincount returns float64 (numpy's stubs only know the intp overload).
+    bias = cast(NDArray[np.float64],
+                np.bincount(inv, weights=np.concatenate([g.bias for g in grads]), minlength=items.shape[0]))
     return CoalescedGrads(items=items.astype(np.int64, copy=False),
                           vec=_to_f32(_sum_rows(inv, items.shape[0], vec)),
                           bias=_to_f32(bias), count=count)
@@ -250,10 +253,10 @@ def _check_step_args(
     users: NDArray[np.float32],
     pos: NDArray[np.int64],
     negs: NDArray[np.int64],
-    weights: NDArray[np.floating],
+    weights: NDArray[np.floating[Any]],
     item_vecs: NDArray[np.float32],
     item_biases: NDArray[np.float32],
-) -> tuple[NDArray[np.floating], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
     # Checks are O(n K) on small arrays; the item table is only looked at through its shape.
     where = "bpr_batch_user_step"
     users, pos, negs = np.asarray(users), np.asarray(pos), np.asarray(negs)
@@ -311,7 +314,8 @@ def _sum_rows(inv: NDArray[np.intp], k: int, rows: NDArray[np.float64]) -> NDArr
     """
     d = rows.shape[1]
     flat = (inv[:, None] * d + np.arange(d)).reshape(-1)
-    return np.bincount(flat, weights=rows.reshape(-1), minlength=k * d).reshape(k, d)
+    sums = cast(NDArray[np.float64], np.bincount(flat, weights=rows.reshape(-1), minlength=k * d))
+    return sums.reshape(k, d)
 
 
 def _item_sums(inv: NDArray[np.intp], count: NDArray[np.intp], coef: NDArray[np.float64], u: NDArray[np.float64],
@@ -377,7 +381,7 @@ def _row_norms(x: NDArray[np.float64], what: str) -> NDArray[np.float64]:
     is free, as only rows whose squared norm left the safe range are looked at again.
     """
     with np.errstate(over="ignore", under="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        norms: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", x, x))
     risky = ~((norms > _SAFE_LO) & (norms < _SAFE_HI))  # also catches inf from overflowed squares
     if risky.any():
         sub = x[risky]

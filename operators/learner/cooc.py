@@ -134,7 +134,8 @@ class DenseCoOccurrence:
     @property
     def capacity(self) -> int:
         """Number of item indices the matrix currently holds."""
-        return self._m.shape[0]
+        rows: int = self._m.shape[0]
+        return rows
 
     def _grow(self, n: int) -> None:
         if n <= self.capacity:

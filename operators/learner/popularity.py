@@ -29,10 +29,10 @@ def decay(value: T, last_ts: float | NDArray[np.float64], now_ts: float, half_li
     if not half_life > 0:
         msg = f"popularity: half_life must be > 0 seconds, got {half_life!r}."
         raise ConfigError(msg)
-    factor = np.exp2(-(np.subtract(now_ts, last_ts, dtype=np.float64)) / half_life)
+    factor: np.float64 | NDArray[np.float64] = np.exp2(-(np.subtract(now_ts, last_ts, dtype=np.float64)) / half_life)
     if isinstance(value, np.ndarray):
-        return value * factor  # type: ignore[return-value]
-    return float(value * factor)  # type: ignore[return-value]
+        return value * factor
+    return float(value * factor)
 
 
 def bump(value: float, last_ts: float, now_ts: float, half_life: float, weight: float = 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -30,5 +32,6 @@ def top_k(scores: ArrayLike, k: int, exclude: ArrayLike | None = None) -> NDArra
         cand = np.flatnonzero(s >= kth)
     else:
         cand = np.arange(s.size)
-    order = np.lexsort((cand, -s[cand]))  # by score desc, then index asc
-    return cand[order[:k]].astype(np.int64)
+    order: NDArray[np.intp] = np.lexsort((cand, -s[cand]))  # by score desc, then index asc
+    best: NDArray[np.signedinteger[Any]] = cand[order[:k]]
+    return best.astype(np.int64)

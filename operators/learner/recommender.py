@@ -106,7 +106,8 @@ class OnlineRecommender:
             if self._n == self._vecs.shape[0]:
                 cap = 2 * self._n
                 self._vecs = np.resize(self._vecs, (cap, self.params.bpr.dim))
-                self._bias, self._pop, self._pop_ts = (np.resize(a, cap) for a in (self._bias, self._pop, self._pop_ts))
+                self._bias, self._pop, self._pop_ts = (np.resize(self._bias, cap), np.resize(self._pop, cap),
+                                                       np.resize(self._pop_ts, cap))
             # The item stage initialises from its key alone, so the user stage can reproduce it.
             self._vecs[self._n] = init_vector(self.params.bpr, key_rng(self.seed, "item", self._n))
             self._bias[self._n] = 0.0

@@ -9,7 +9,8 @@ learning is vectorised over the batch:
 - **Test, then learn.** For a sampled event (``eval_percent``, by event id) the evaluation query is
   built from the user's state just before that event (profile and history), and it precedes the
   event's interaction shares on the channel to each index shard, so the index ranks before it learns.
-  The user vectors and item vectors it uses are those at the start of the batch.
+  Its user vector is the one from just before the event (the query is built after the batch's BPR
+  rounds, from each user's vector path); the item vectors of the session rung are the replica's.
 - **BPR over the batch.** Every applied event with weight > 0 is one row: the user's vector, the item,
   ``negatives`` items drawn uniformly from the local table. Rows go in rounds that hold each user at
   most once (`bpr_batch.rounds`), so a user's steps stay sequential; the item side is a simultaneous
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from operators.index.logic import interaction_shares
 from operators.items.logic import initial_item, item_shard
@@ -41,13 +43,14 @@ from operators.learner.bpr_batch import CoalescedGrads, apply_coalesced, bpr_bat
 from operators.learner.cooc import CoocParams
 from operators.profile import logic
 from operators.profile.embedding import ItemTable, initial_user
-from operators.serving.logic import make_query, state_digest
+from operators.serving.logic import ItemVectors, make_query, state_digest
 from state_schemas import seen_items, user_profile
 from state_schemas.batches import GradBatch
 from state_schemas.codec import NO_TS, TAGS
 from state_schemas.errors import ConfigError
 from state_schemas.events import decode_event
 from state_schemas.messages import decode_request, encode_interaction, encode_query
+from state_schemas.requests_v1 import RequestV1
 from state_schemas.user_profile import UserProfile
 
 _REQUEST_TAG = TAGS["request_msg"]
@@ -216,24 +219,27 @@ def step(
     return out
 
 
-def _vector_lookup(table: ItemTable) -> Callable[[str], object]:
-    def vec(item_id: str) -> object:
+def _vector_lookup(table: ItemTable) -> ItemVectors:
+    def vec(item_id: str) -> NDArray[np.float32] | None:
         i = table.index.get(item_id)
-        return None if i is None else table.vecs[i]
+        if i is None:
+            return None
+        row: NDArray[np.float32] = table.vecs[i]
+        return row
 
     return vec
 
 
-def _request(shard: UserShard, req: object, vec_of: Callable[[str], object], out: StepOut, p: UserParams) -> None:
+def _request(shard: UserShard, req: RequestV1, vec_of: ItemVectors, out: StepOut, p: UserParams) -> None:
     out.requests += 1
-    uid = req.user_id  # type: ignore[attr-defined]
+    uid = req.user_id
     prof = shard.profiles.get(uid)
     seen = shard.seen_of(uid)
     digest = state_digest(None if prof is None else user_profile.encode(prof),
                           None if seen is None else seen_items.encode(seen))
     q = encode_query(make_query(
-        prof, seen or (), vec_of, qid=req.request_id, user_id=uid, kind="request",  # type: ignore[attr-defined]
-        k=req.k, ts=req.ts, exclude_seen=req.exclude_seen, category=req.category,  # type: ignore[attr-defined]
+        prof, seen or (), vec_of, qid=req.request_id, user_id=uid, kind="request",
+        k=req.k, ts=req.ts, exclude_seen=req.exclude_seen, category=req.category,
         shards=p.index_shards, session_weight=p.session_weight, personalize_after=p.personalize_after,
         digest=digest,
     ))
@@ -244,13 +250,13 @@ def _request(shard: UserShard, req: object, vec_of: Callable[[str], object], out
 def _learn(
     shard: UserShard, users: list[str], items: list[int], weights: list[float], last_ts: dict[str, int],
     max_ts: int, table: ItemTable, rng: np.random.Generator, out: StepOut, p: UserParams,
-) -> dict[str, list[np.ndarray]]:
+) -> dict[str, list[NDArray[np.float32]]]:
     """BPR rows in rounds (each user once per round), item gradients coalesced and applied locally.
 
     Returns each user's vector path: the vector before its first row of the batch, then after each row.
     """
     bpr = p.bpr
-    vecs: dict[str, np.ndarray] = {}
+    vecs: dict[str, NDArray[np.float32]] = {}
     for uid in last_ts:
         prof = shard.profiles[uid]
         emb = prof.embedding_vector() if prof.embedding else None

@@ -8,13 +8,15 @@ checkpoint never holds a half-gathered query (unaligned checkpoints would break 
 enable them).
 
 Output: ``("answer", recommendation JSON)`` and ``("eval", evaluation JSON)`` on the main output, split
-by two filters (records yielded by timers must not use side outputs in PyFlink 2.2; see
-`operators.profile.flink.SESSION_KEY`).
+by two filters: records yielded by timers must not use side outputs in PyFlink 2.2 (its embedded keyed
+operators route a timer's records unfiltered), and this step emits from its gather-timeout timer.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
@@ -29,7 +31,7 @@ ANSWER, EVAL = "answer", "eval"
 
 
 
-class Gather(KeyedProcessFunction):
+class Gather(KeyedProcessFunction):  # type: ignore[misc]
     """Partial answers keyed by query id → one answer (or evaluation outcome) per query."""
 
     def __init__(self, *, shards: int, timeout_ms: int, model: str) -> None:
@@ -49,7 +51,7 @@ class Gather(KeyedProcessFunction):
         self.n_eval = self.n_hit = 0
         group.gauge("eval_hit_rate_permille", lambda: 1000 * self.n_hit // self.n_eval if self.n_eval else 0)
 
-    def _emit(self, parts: list[PartialMsg]):  # noqa: ANN202
+    def _emit(self, parts: list[PartialMsg]) -> Iterator[tuple[str, bytes]]:
         answer, outcome = finish(parts, now_ms=int(time.time() * 1000), model_version=self.model)
         if outcome is None:
             self.by_source[answer.source].inc()
@@ -65,7 +67,7 @@ class Gather(KeyedProcessFunction):
                 self.baseline_hits.inc()
         yield EVAL, outcome.to_json()
 
-    def process_element(self, value, ctx: KeyedProcessFunction.Context):  # noqa: ANN001, ANN201
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[str, bytes]]:
         part = decode_partial(bytes(value))
         if self.shards == 1:
             yield from self._emit([part])
@@ -77,7 +79,7 @@ class Gather(KeyedProcessFunction):
         for qid, _ in self.pending.due(now):
             yield from self._emit(self.parts.pop(qid))
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # noqa: ANN201
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple[str, bytes]]:
         for qid, _ in self.pending.due(timestamp):
             parts = self.parts.pop(qid)
             if len(parts) < self.shards:

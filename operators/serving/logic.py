@@ -18,6 +18,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +31,7 @@ from state_schemas.requests_v1 import Answer, Source
 from state_schemas.user_profile import UserProfile
 
 Scored = tuple[str, float]
-ItemVectors = Callable[[str], NDArray[np.floating] | None]
+ItemVectors = Callable[[str], NDArray[np.floating[Any]] | None]
 CategoryOf = Callable[[str], str | None]
 
 

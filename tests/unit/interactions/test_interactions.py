@@ -347,3 +347,25 @@ def test_iso_times_match_datetime(tmp_path: Path) -> None:
     stamp = datetime(2024, 2, 29, 23, 59, 59, 999_000, tzinfo=UTC)
     events, _ = read(write(tmp_path, "x.csv", f"user,item,ts\na,b,{stamp.isoformat()}\n"))
     assert events[0]["ts"] == int(stamp.timestamp() * 1000)
+
+
+def test_a_byte_order_mark_is_skipped_and_other_encodings_are_read(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("user,item,ts\nzoë,i1,1736150400\n".encode("utf-8-sig"))
+    events, data = read(bom)
+    assert data.layout.header and events[0]["user_id"] == "zoë"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("user,item,ts\nzoë,i1,1736150400\n".encode("latin-1"))
+    assert read(latin)[1].report.rejected == {"not_utf8": 1}
+    assert read(latin, encoding="latin-1")[0][0]["user_id"] == "zoë"
+
+
+def test_a_truncated_gzip_file_fails_with_the_line_it_reached(tmp_path: Path) -> None:
+    body = "user,item,ts\n" + "".join(f"u{n},i{n},{1736150400 + n}\n" for n in range(20_000))
+    whole = gzip.compress(body.encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    data = read_interactions(path)
+    with pytest.raises(ConfigError, match=r"cannot read past line \d+ .*truncated"):
+        list(data)
+    assert 0 < data.report.events < 20_000
