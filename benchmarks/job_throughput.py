@@ -192,6 +192,7 @@ def main() -> int:
         "events_per_s": job_rate,
         "cassandra_events_per_s": job and job["cassandra_events_per_s"],
         "skeleton_events_per_s": skel_rate,
+        "skeleton_rate_source": skeleton and skeleton["rate_source"],
         "skeleton_append_events_per_s": skeleton and skeleton["append_events_per_s"],
         "replay_events_per_s": replay_rate,
         "ratio_vs_skeleton": _ratio(job_rate, skel_rate),
@@ -209,7 +210,9 @@ def main() -> int:
     sk, jb = skeleton or {}, job or {}
     print("| run | events/s (20–80%) | job ÷ this | slope over |")
     print("|---|---|---|---|")
-    print(f"| skeleton, per record (checkpointed offsets) | {_fmt(skel_rate)} | {result['ratio_vs_skeleton'] or '—'} "
+    print(f"| **skeleton**, per record | {_fmt(skel_rate)} | {result['ratio_vs_skeleton'] or '—'} "
+          f"| {sk.get('rate_source', '—')} |")
+    print(f"| skeleton (checkpointed offsets) | {_fmt(sk.get('offsets_events_per_s'))} | "
           f"| {sk.get('rate_method', '—')} |")
     print(f"| skeleton (output append times) | {_fmt(result['skeleton_append_events_per_s'])} | | every record |")
     print(f"| **job** (checkpointed offsets) | **{_fmt(job_rate)}** | 1 | {jb.get('rate_method', '—')} |")
