@@ -364,9 +364,30 @@ def state_check(
     raise typer.Exit(0 if report.compatible else 1)
 
 
+def _read_options(mapping: str | None, types: str | None, fmt: str, delimiter: str | None, header: bool | None,
+                  ts_format: str):  # noqa: ANN202 - lazy import keeps --help fast
+    """ReadOptions when any file-layout option is given (then `--data` is read by `pipeline.interactions`)."""
+    if mapping is None and types is None and fmt == "auto" and delimiter is None and header is None \
+            and ts_format == "auto":
+        return None
+    from pipeline.errors import ConfigError
+    from pipeline.interactions import ReadOptions
+
+    try:
+        return ReadOptions.parse(mapping=mapping, types=types, format=fmt, delimiter=delimiter, header=header,
+                                 ts_format=ts_format)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+_MAP_HELP = "With a file of your own: columns of the fields, e.g. user=visitorid,item=itemid,ts=timestamp (see replay)."
+_TS_HELP = "With a file of your own: auto, s, ms, us, ns, iso or a strptime pattern."
+_TYPES_HELP = "With a file of your own: event-type values, e.g. view=pageview,purchase=transaction (see replay)."
+
+
 @app.command("eval-offline")
 def eval_offline(
-    data: Path = typer.Option(..., "--data", help="MovieLens u.data file (or its folder)."),
+    data: Path = typer.Option(..., "--data", help="MovieLens u.data file (or its folder), or a file of your own."),
     dim: int = typer.Option(64, help="Embedding dimension."),
     negatives: int = typer.Option(8, help="Sampled negatives per positive."),
     seed: int = typer.Option(7, help="Random seed (same seed, same figures)."),
@@ -378,8 +399,20 @@ def eval_offline(
         False, "--batched", help="Replay through the job's own batch steps instead (router, user, item and index "
         "stages in this process; model settings from LIVEREC_*, like eval-pipeline)."),
     batch_size: int = typer.Option(1_000, help="With --batched: records per batch (the job: batch_ms of input)."),
+    mapping: str | None = typer.Option(None, "--map", help=_MAP_HELP),
+    types: str | None = typer.Option(None, "--types", help=_TYPES_HELP),
+    fmt: str = typer.Option("auto", "--format", help="With a file of your own: auto, csv, tsv or jsonl."),
+    delimiter: str | None = typer.Option(None, help="With a file of your own: CSV delimiter (default: detected)."),
+    header: bool | None = typer.Option(None, "--header/--no-header", help="First CSV row holds column names?"),
+    ts_format: str = typer.Option("auto", help=_TS_HELP),
 ) -> None:
-    """Replay a dataset in timestamp order, test-then-learn, and print recall@k beside popularity."""
+    """Replay a dataset in timestamp order, test-then-learn, and print recall@k beside popularity.
+
+    `--data` is MovieLens u.data unless a file-layout option (--map, --types, --format, ...) is given:
+    then any CSV/TSV/JSON-lines interaction file is read as `liverec replay` reads it, every row a
+    positive interaction.
+    """
+    options = _read_options(mapping, types, fmt, delimiter, header, ts_format)
     if batched:
         from rich.console import Console
 
@@ -387,26 +420,35 @@ def eval_offline(
         from pipeline.eval_pipeline import run_batched
 
         settings = _settings().model_copy(update={"item_flush_ms": 200})  # as eval-pipeline runs the job
-        run_batched(settings, resolve_data_path(data), limit=limit, console=Console(), batch_size=batch_size,
-                    json_out=json_out)
+        run_batched(settings, data if options else resolve_data_path(data), limit=limit, console=Console(),
+                    batch_size=batch_size, json_out=json_out, options=options)
         return
     from pipeline.eval_offline import main as run
 
-    run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out, served=served)
+    run(data=data, dim=dim, negatives=negatives, seed=seed, k=k, limit=limit, json_out=json_out, served=served,
+        options=options)
 
 
 @app.command("eval-pipeline")
 def eval_pipeline(
-    data: Path = typer.Option(..., "--data", help="MovieLens u.data file (or its folder)."),
+    data: Path = typer.Option(..., "--data", help="MovieLens u.data file (or its folder), or a file of your own."),
     limit: int = typer.Option(0, help="Replay only the first N events (0 = all)."),
     timeout: float = typer.Option(3600.0, help="Give up after this many seconds without all evaluations."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
+    mapping: str | None = typer.Option(None, "--map", help=_MAP_HELP),
+    types: str | None = typer.Option(None, "--types", help=_TYPES_HELP),
+    fmt: str = typer.Option("auto", "--format", help="With a file of your own: auto, csv, tsv or jsonl."),
+    delimiter: str | None = typer.Option(None, help="With a file of your own: CSV delimiter (default: detected)."),
+    header: bool | None = typer.Option(None, "--header/--no-header", help="First CSV row holds column names?"),
+    ts_format: str = typer.Option("auto", help=_TS_HELP),
 ) -> None:
     """Replay a dataset through Kafka → job → index; print the job's online recall@k beside popularity.
 
     Starts the local stack if needed, runs the job in a local MiniCluster on topics of its own and reads
-    the job's `evaluations` topic. Model settings come from LIVEREC_* (same as the job).
+    the job's `evaluations` topic. Model settings come from LIVEREC_* (same as the job). `--data` is
+    MovieLens u.data unless a file-layout option (--map, --types, --format, ...) is given, as in eval-offline.
     """
+    options = _read_options(mapping, types, fmt, delimiter, header, ts_format)
     from rich.console import Console
 
     from pipeline.errors import ConfigError, LiverecError
@@ -414,7 +456,7 @@ def eval_pipeline(
     from pipeline.eval_pipeline import run as replay
 
     try:
-        path = resolve_data_path(data)
+        path = data if options else resolve_data_path(data)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from exc
     # Overrides for the replay: 1 s checkpoints and 0.2 s item flushes (fresher feedback than the job's
@@ -422,7 +464,7 @@ def eval_pipeline(
     settings = _settings().model_copy(update={"checkpoint_interval_ms": 1000, "item_flush_ms": 200,
                                               "profile_flush_ms": 60_000, "online_eval_percent": 100})
     try:
-        replay(settings, path, limit=limit, timeout_s=timeout, console=Console(), json_out=json_out)
+        replay(settings, path, limit=limit, timeout_s=timeout, console=Console(), json_out=json_out, options=options)
     except LiverecError as exc:
         _fail(exc)
 

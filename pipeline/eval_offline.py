@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from operators.learner.recommender import MostPopular, OnlineRecommender, RecommenderParams, ReplayModel
 from pipeline.errors import ConfigError
+from pipeline.interactions import ReadOptions
 
 BASELINE = "most-popular"
 MODEL = "blend"
@@ -94,8 +95,13 @@ def resolve_data_path(data: Path) -> Path:
     return path
 
 
-def load_events(data: Path) -> Events:
-    """Read u.data, sort by timestamp (stable) and map ids to dense first-appearance indices."""
+def load_events(data: Path, options: ReadOptions | None = None) -> Events:
+    """Read u.data, sort by timestamp (stable) and map ids to dense first-appearance indices.
+
+    With ``options`` any file `pipeline.interactions` reads (`load_mapped_events`).
+    """
+    if options is not None:
+        return load_mapped_events(Path(data), options)
     path = resolve_data_path(data)
     try:
         raw = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)
@@ -110,6 +116,33 @@ def load_events(data: Path) -> Events:
     order = np.argsort(raw[:, 3], kind="stable")
     raw = raw[order]
     return Events(_dense(raw[:, 0]), _dense(raw[:, 1]), raw[:, 3].copy(), str(path))
+
+
+def load_mapped_events(path: Path, options: ReadOptions) -> Events:
+    """Every interaction of a mapped file (CSV/TSV/JSON lines, `pipeline.interactions`) as replay events.
+
+    Every row is a positive interaction, whatever its type (the protocol of this evaluator); string ids
+    become dense indices in order of first appearance, times become unix seconds. Rows the reader
+    rejects are reported with their reasons, never dropped silently; a file with none left is an error.
+    """
+    from pipeline.interactions import read_interactions
+
+    reader = read_interactions(path, options)
+    rows = [(str(e["user_id"]), str(e["item_id"]), int(e["ts"])) for e in reader]
+    report = reader.report
+    if report.rejected_total:
+        shown = [str(p) for probs in report.examples.values() for p in probs][:5]
+        print(f"eval: {report.rejected_total} rows of {path} rejected ({dict(report.rejected)}): " + "; ".join(shown))
+    if not rows:
+        msg = f"eval: no interaction could be read from {path} ({reader.layout.describe()}); check --map and --format"
+        raise ConfigError(msg)
+    order = sorted(range(len(rows)), key=lambda j: rows[j][2])  # stable: file order within one timestamp
+    users: dict[str, int] = {}
+    items: dict[str, int] = {}
+    u = np.fromiter((users.setdefault(rows[j][0], len(users)) for j in order), dtype=np.int64, count=len(rows))
+    i = np.fromiter((items.setdefault(rows[j][1], len(items)) for j in order), dtype=np.int64, count=len(rows))
+    ts = np.fromiter((rows[j][2] // 1000 for j in order), dtype=np.int64, count=len(rows))
+    return Events(u, i, ts, str(path))
 
 
 def _dense(ids: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -177,6 +210,7 @@ def main(
     limit: int = 0,
     json_out: Path | None = None,
     served: bool = False,
+    options: ReadOptions | None = None,
 ) -> ReplayResult:
     """Load, replay popularity and the blend in one run, print a table, optionally write JSON.
 
@@ -198,7 +232,7 @@ def main(
         msg = f"recall@k needs k >= 1, got {k}."
         raise typer.BadParameter(msg, param_hint="--k")
     try:
-        events = load_events(data).head(limit)
+        events = load_events(data, options).head(limit)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from exc
     models: dict[str, ReplayModel] = {BASELINE: MostPopular(), MODEL: OnlineRecommender(params, seed=seed)}

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from pipeline.errors import LiverecError
 from pipeline.eval_offline import Events, load_events
+from pipeline.interactions import ReadOptions
 from pipeline.settings import Settings
 
 
@@ -84,7 +85,7 @@ def records(events: Events, now_ms: int, run: str) -> list[tuple[bytes, bytes]]:
 
 
 def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console: Console,
-        json_out: Path | None = None) -> Tally:
+        json_out: Path | None = None, options: ReadOptions | None = None) -> Tally:
     """Replay, wait for every evaluation record, print the table; return the tally."""
     from kafka import KafkaConsumer, KafkaProducer
 
@@ -93,7 +94,7 @@ def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console
     from pipeline.jobs import liverec_job
     from pipeline.kafka_io import ensure_topics, seek_from
 
-    events = load_events(data).head(limit)
+    events = load_events(data, options).head(limit)
     now_ms = int(time.time() * 1000)
     run_id = f"ep{now_ms // 1000 % 10_000_000}-"
     s = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{run_id}"})
@@ -181,7 +182,7 @@ def _table(console: Console, t: Tally, k: int, n: int, source: str, wall: float)
 
 
 def run_batched(settings: Settings, data: Path, *, limit: int, console: Console, batch_size: int = 1_000,
-                json_out: Path | None = None) -> Tally:
+                json_out: Path | None = None, options: ReadOptions | None = None) -> Tally:
     """The same replay through the job's batch steps in this process (no Flink, Kafka or Cassandra).
 
     Same records, same steps, same scoring as `run`: what the job computes when each batch holds
@@ -189,7 +190,7 @@ def run_batched(settings: Settings, data: Path, *, limit: int, console: Console,
     """
     from pipeline.batch_replay import replay
 
-    events = load_events(data).head(limit)
+    events = load_events(data, options).head(limit)
     now_ms = int(time.time() * 1000)
     run_id = "ob-"
     recs = records(events, now_ms, run_id)
