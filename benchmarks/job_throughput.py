@@ -86,7 +86,7 @@ def run_job(settings: Settings, n_events: int, users: dict[str, int], deadline_s
         try:
             curves = watch(client, "job", [Probe("checkpointed", offsets, n_events, 1.0),
                                            Probe("in Cassandra", counts, total, 5.0)],
-                           deadline_s=deadline_s, t0=t0)
+                           deadline_s=deadline_s, t0=t0, settle_s=120)
         finally:
             cancel(client)
             offsets.close()

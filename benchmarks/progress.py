@@ -142,8 +142,11 @@ def failure_of(client: Any) -> str:
 
 
 def watch(client: Any, label: str, probes: list[Probe], *, deadline_s: float, print_every_s: float = 5.0,
-          t0: float | None = None) -> dict[str, Curve]:
+          t0: float | None = None, settle_s: float | None = None) -> dict[str, Curve]:
     """Poll ``probes`` until each reaches its total, the job stops, or ``deadline_s`` passes.
+
+    ``settle_s``: once the first probe is done, the others get this long more (a secondary figure, such
+    as rows landing in Cassandra, must not hold the run to the deadline).
 
     A job that leaves RUNNING early raises with its cause (restart attempts are bounded by the callers,
     so a broken start fails here instead of idling until the deadline); the deadline returns what was
@@ -153,6 +156,7 @@ def watch(client: Any, label: str, probes: list[Probe], *, deadline_s: float, pr
     curves = {p.name: Curve(p.total) for p in probes}
     due = dict.fromkeys(curves, 0.0)
     last_print = -print_every_s
+    first_done: float | None = None
     while True:
         now = time.monotonic() - start
         for p in probes:
@@ -162,6 +166,12 @@ def watch(client: Any, label: str, probes: list[Probe], *, deadline_s: float, pr
         if all(curves[p.name].last >= p.total for p in probes):
             print(f"[{label}] {now:6.1f}s  done: " + "  ".join(f"{p.name} {curves[p.name].last}/{p.total}"
                                                         for p in probes), flush=True)
+            return curves
+        if first_done is None and curves[probes[0].name].last >= probes[0].total:
+            first_done = now
+        if settle_s is not None and first_done is not None and now - first_done > settle_s:
+            print(f"[{label}] {now:6.1f}s  stopped {settle_s:.0f}s after {probes[0].name} was done: "
+                  + "  ".join(f"{p.name} {curves[p.name].last}/{p.total}" for p in probes), flush=True)
             return curves
         status = job_status(client)
         if status != "RUNNING" and status not in ("CREATED", "INITIALIZING", "RESTARTING"):
