@@ -24,7 +24,7 @@ from operators.serving.logic import EvalOutcome, finish, model_version
 from pipeline.errors import ConfigError
 from pipeline.jobs.liverec_job import bpr_params, router_params, shard_params, user_params
 from pipeline.settings import Settings
-from state_schemas import index_entry, item_vector, seen_items, user_profile
+from state_schemas import index_entry, seen_items, user_profile
 from state_schemas.batches import decode_grads, decode_records, encode_grads, encode_records
 from state_schemas.messages import encode_vector_batch, encode_vector_msg
 
@@ -74,8 +74,8 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
             counts["sessions"] += len(out.closed)
             for k, g in out.grads.items():
                 changed = items[k].apply(bpr, decode_grads(encode_grads(g)), s.model_seed)
-                for i in changed:
-                    item_vector.encode(items[k].state(i))
+                for i in changed:  # what the adapter writes back to keyed state
+                    items[k].blob(i)
                 dirty[k].update(changed)
             for k, recs2 in out.index.items():
                 res = apply_batch(index[k], decode_records(encode_records(recs2))[1])

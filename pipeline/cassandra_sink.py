@@ -63,22 +63,6 @@ class CassandraWriter:
         self.writes = 0
         self.retries = 0
 
-    def write_profile(self, p: UserProfile) -> None:
-        """Upsert a profile at timestamp `seq`."""
-        self._execute(self.profile_stmt, (*profile_row(p), p.seq))
-
-    def write_session(self, s: SessionSummary) -> None:
-        """Upsert a closed session at the profile's `seq` after closing it."""
-        self._execute(self.session_stmt, (*session_row(s), s.seq))
-
-    def write_item(self, item_id: str, v: ItemVector) -> None:
-        """Upsert an item vector at its own `seq`."""
-        from datetime import UTC, datetime
-
-        updated = datetime.fromtimestamp(v.updated_ts / 1000, tz=UTC) if v.updated_ts > 0 else None
-        row = (item_id, ITEM_SCHEMA_VERSION, v.seq, v.vector, v.bias, v.update_count, updated)
-        self._execute(self.item_stmt, (*row, v.seq))
-
     def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None:
         """Upsert profiles and closed sessions concurrently; returns when all are acknowledged."""
         self._execute_many([(self.profile_stmt, (*profile_row(p), p.seq)) for p in profiles]
@@ -131,27 +115,6 @@ class CassandraWriter:
             time.sleep(delay)  # back-pressure: the operator thread waits for Cassandra
             delay = min(delay * 2, 2.0)
             work = [w for w, _ in failed]
-
-    def _execute(self, stmt, values: tuple[object, ...]) -> None:  # noqa: ANN001 - driver type
-        deadline = time.monotonic() + self.settings.cassandra_write_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                self.session.execute(stmt, values, timeout=10)
-                self.writes += 1
-                return
-            except Exception as exc:  # noqa: BLE001 - every driver error is retried until the deadline
-                self.retries += 1
-                if time.monotonic() + delay > deadline:
-                    msg = (
-                        f"Cassandra write to {stmt.query_string.split('(')[0].strip()} kept failing for "
-                        f"{self.settings.cassandra_write_timeout_s}s (last: {type(exc).__name__}: {exc}); "
-                        "the job fails and restarts from its last checkpoint. Check Cassandra is up "
-                        f"at {self.settings.cassandra_hosts}:{self.settings.cassandra_port}."
-                    )
-                    raise InfraError(msg) from exc
-                time.sleep(delay)  # back-pressure: the operator thread waits for Cassandra
-                delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
         """Shut the driver down (operator `close()`)."""

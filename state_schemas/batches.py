@@ -64,23 +64,29 @@ def decode_records(data: bytes) -> tuple[int, list[bytes]]:
     if tag != _REC_TAG or version != 1:
         msg = f"record_batch: expected tag 'K' v1, got tag {tag} v{version}: producer and consumer builds differ"
         raise SchemaError(msg)
+    out = split_prefixed(data, _REC.size, n, "record_batch")
+    return watermark, out
+
+
+def split_prefixed(data: bytes, pos: int, n: int, name: str) -> list[bytes]:
+    """``n`` records of (u32 length, bytes) from ``pos`` to the end of ``data``; SchemaError naming ``name``."""
     out: list[bytes] = []
-    pos, end = _REC.size, len(data)
+    end = len(data)
     for _ in range(n):
         if pos + 4 > end:
-            msg = f"record_batch: {n} records announced, the batch ends after {len(out)}"
+            msg = f"{name}: {n} records announced, the batch ends after {len(out)}"
             raise SchemaError(msg)
         (size,) = _LEN.unpack_from(data, pos)
         pos += 4
         if pos + size > end:
-            msg = f"record_batch: record {len(out)} of {size} bytes overruns the batch"
+            msg = f"{name}: record {len(out)} of {size} bytes overruns the batch"
             raise SchemaError(msg)
         out.append(data[pos : pos + size])
         pos += size
     if pos != end:
-        msg = f"record_batch: {end - pos} unexpected trailing bytes"
+        msg = f"{name}: {end - pos} unexpected trailing bytes"
         raise SchemaError(msg)
-    return watermark, out
+    return out
 
 
 class GradBatch(NamedTuple):

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from state_schemas import item_vector
+from state_schemas.batches import split_prefixed
 from state_schemas.codec import TAGS
 from state_schemas.errors import SchemaError
 from state_schemas.item_vector import ItemVector
@@ -352,20 +353,4 @@ def decode_vector_batch(data: bytes) -> list[bytes]:
     if tag != TAGS["vector_batch_msg"] or version != 1:
         msg = f"vector_batch_msg: expected tag 'B' v1, got tag {tag} v{version}: producer and consumer builds differ"
         raise SchemaError(msg)
-    out: list[bytes] = []
-    pos = _BATCH.size
-    for _ in range(n):
-        if pos + _LEN.size > len(data):
-            msg = f"vector_batch_msg: {n} entries announced, record ends after {len(out)}"
-            raise SchemaError(msg)
-        (size,) = _LEN.unpack_from(data, pos)
-        pos += _LEN.size
-        if pos + size > len(data):
-            msg = f"vector_batch_msg: entry {len(out)} of {size} bytes overruns the record"
-            raise SchemaError(msg)
-        out.append(data[pos : pos + size])
-        pos += size
-    if pos != len(data):
-        msg = f"vector_batch_msg: {len(data) - pos} unexpected trailing bytes"
-        raise SchemaError(msg)
-    return out
+    return split_prefixed(data, _BATCH.size, n, "vector_batch_msg")

@@ -18,7 +18,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
 from operators.events.logic import Reason
-from operators.events.router import Progress, RouterParams, route, shard_records
+from operators.events.router import Progress, Routed, RouterParams, route, shard_records
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 SHARD_BATCH_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -72,8 +72,6 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
         # Idle partitions release the watermark only with time: re-evaluate it while records are quiet,
         # and give every user shard a call (its Cassandra flush is checked on every call).
-        from operators.events.router import Routed
-
         previous = self.progress.watermark
         yield from self._emit(Routed({}, [], {}), self.progress.advance(timestamp, self.params), previous,
                               everyone=True)
