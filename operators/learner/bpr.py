@@ -19,13 +19,14 @@ from numpy.typing import NDArray
 
 from operators.learner.frozen import FrozenMap
 from state_schemas.errors import ConfigError, SchemaError
+from state_schemas.events import EVENT_TYPE_WEIGHTS
 
 Vec = NDArray[np.float32]
 """A user or item embedding: 1-d float32 of length `BPRParams.dim`."""
 
-DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = FrozenMap(
-    {"view": 1.0, "rating": 1.0, "click": 1.5, "add_to_cart": 3.0, "purchase": 5.0}
-)
+#: The event contract's table (`state_schemas.events_v1.EVENT_TYPE_WEIGHTS`) is the one source of event
+#: weights: the profile stage weighs interest and the learner its BPR rows with the same numbers.
+DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = FrozenMap(dict(EVENT_TYPE_WEIGHTS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,3 +189,13 @@ def test_batched_item_update_matches_one_at_a_time(vecs, biases, grads, gbias, w
         np.testing.assert_allclose(bv[n], v, rtol=1e-5, atol=1e-6)
         assert float(bb[n]) == pytest.approx(b, rel=1e-5, abs=1e-6)
         assert float(np.linalg.norm(bv[n].astype(np.float64))) <= p.max_norm
+
+
+def test_one_event_weight_table() -> None:
+    # The learner and the profile stage weigh events with the event contract's table, not a copy of it.
+    from operators.profile.logic import ProfileParams
+    from state_schemas.events import EVENT_TYPE_WEIGHTS
+
+    assert dict(BPRParams().event_weights) == dict(EVENT_TYPE_WEIGHTS) == dict(ProfileParams().type_weights)
+    for name, w in EVENT_TYPE_WEIGHTS.items():
+        assert BPRParams().weight_for(name) == w
