@@ -17,6 +17,8 @@ control characters).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Final
 
 import numpy as np
@@ -33,10 +35,22 @@ Cells = list[tuple[str, str, float]]
 
 
 def _encode(cells: Cells) -> bytes:
-    n = len(cells)
-    values = np.fromiter((c[2] for c in cells), dtype="<f8", count=n).tobytes()
-    text = _US.join(f"{o}{_US}{p}" for o, p, _ in cells).encode()
-    return b"".join((_HEAD.pack(TAGS[_NAME], SCHEMA_VERSION, n), values, _LEN.pack(len(text)), text))
+    return _pack(len(cells), (c[2] for c in cells), chain.from_iterable((o, p) for o, p, _ in cells))
+
+
+def encode_map(cells: Mapping[tuple[str, str], float]) -> bytes:
+    """The blob of a batch's cells kept as {(owner, partner): value}, without building tuples per cell.
+
+    Why: the index stage writes one blob per batch of thousands of cells; joining the dict's keys at C
+    speed costs a fraction of formatting each cell.
+    """
+    return _pack(len(cells), cells.values(), chain.from_iterable(cells.keys()))
+
+
+def _pack(n: int, values: Iterable[float], ids: Iterable[str]) -> bytes:
+    data = np.fromiter(values, dtype="<f8", count=n).tobytes()
+    text = _US.join(ids).encode()
+    return b"".join((_HEAD.pack(TAGS[_NAME], SCHEMA_VERSION, n), data, _LEN.pack(len(text)), text))
 
 
 def _decode(data: bytes) -> Cells:

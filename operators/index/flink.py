@@ -84,11 +84,11 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
                  "at_ms": int(time.time() * 1000)}
         return shard, json.dumps(event, separators=(",", ":")).encode()
 
-    def _log_cells(self, key: str, shard: IndexShard, cells: list[tuple[str, str, float]]) -> None:
+    def _log_cells(self, key: str, shard: IndexShard, cells: dict[tuple[str, str], float]) -> None:
         """One blob for this batch's cells; every COMPACT_EVERY blobs, one snapshot replaces them."""
         n = self.logged.get(key, 0)
         if n < COMPACT_EVERY:
-            self.cooc_log.put(f"d{n:09d}", cooc_log.encode(cells))
+            self.cooc_log.put(f"d{n:09d}", cooc_log.encode_map(cells))
             self.logged[key] = n + 1
             return
         self.cooc_log.clear()
@@ -117,7 +117,7 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         if out.items:
             self.items.put_all({i: index_entry.encode(shard.entry(i)) for i in out.items})
         if out.cells:
-            self._log_cells(key, shard, [(o, p, v) for (o, p), v in out.cells.items()])
+            self._log_cells(key, shard, out.cells)
         if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
             self.reported[key] = shard.mutations // REPORT_EVERY
             yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),

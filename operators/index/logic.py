@@ -153,8 +153,12 @@ class IndexShard:
             ordinal=i,
         )
 
-    def apply_interaction(self, m: InteractionMsg) -> tuple[list[str], list[tuple[str, str, float]]]:
-        """Take one interaction share; returns (items whose entry changed, co-occurrence cells now)."""
+    def apply_interaction(self, m: InteractionMsg, cells: dict[tuple[str, str], float] | None = None) -> list[str]:
+        """Take one interaction share; returns the items whose entry changed.
+
+        ``cells`` receives the new value of every co-occurrence cell it changed, keyed (owner, partner):
+        the caller collects a whole batch's cells in one dict and writes each cell once.
+        """
         changed: list[str] = []
         if m.item_id is not None:
             i = self._slot(m.item_id)
@@ -170,7 +174,6 @@ class IndexShard:
             if m.category:
                 self.cats[i] = m.category
             changed.append(m.item_id)
-        cells = []
         mine = self.shards == 1
         pos, by_partner = self.pos, self.by_partner
         for owner, partner, w in m.pairs:
@@ -184,9 +187,10 @@ class IndexShard:
             if row is None:
                 row = by_partner[partner] = {}
             v = row[o] = row.get(o, 0.0) + w
-            cells.append((owner, partner, v))
+            if cells is not None:
+                cells[owner, partner] = v
         self.mutations += 1
-        return changed, cells
+        return changed
 
     def cooc_cells(self) -> list[tuple[str, str, float]]:
         """Every co-occurrence cell as (owner, partner, value): what `restore` takes back."""
@@ -399,10 +403,7 @@ def apply_batch(shard: IndexShard, records: list[bytes]) -> BatchOut:
         if tag == query:
             out.partials.append(shard.rank(decode_query(record)))
         elif tag == interaction:
-            changed, cells = shard.apply_interaction(decode_interaction(record))
-            out.items.update(changed)
-            for owner, partner, v in cells:
-                out.cells[owner, partner] = v
+            out.items.update(shard.apply_interaction(decode_interaction(record), out.cells))
         elif tag == vector:
             item_id, _ts, state = decode_vector_msg(record)
             if shard.apply_vector(item_id, state):

@@ -184,7 +184,9 @@ def test_cells_logged_per_batch_and_compacted_restore_the_same_shard() -> None:
                 recs.append(encode_interaction(share))
             recent = (recent + [item])[-5:]
         out = apply_batch(s, recs)
-        blobs.append(cooc_log.encode([(o, p, v) for (o, p), v in out.cells.items()]))
+        blob = cooc_log.encode_map(out.cells)  # what the adapter writes
+        assert blob == cooc_log.encode([(o, p, v) for (o, p), v in out.cells.items()])
+        blobs.append(blob)
     snapshot = cooc_log.encode(s.cooc_cells()[: len(s.cooc_cells()) // 2])  # an older snapshot: deltas complete it
     cells = [c for blob in [snapshot, *blobs] for c in cooc_log.decode(blob)]
     again = IndexShard.restore(0, 1, s.params, [(i, s.entry(i)) for i in s.ids], cells)
