@@ -266,17 +266,36 @@ def profiles(user_prefix: str = typer.Option("u", help="Count the users whose id
 @app.command("job")
 def job(
     restore: str | None = typer.Option(None, help="Start from this retained checkpoint or savepoint."),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Start with empty keyed state even though committed offsets or profiles exist: "
+        "the sources go on from the consumer group's committed offsets (earliest where none), every user's "
+        "state starts empty, and a request answered after the group's last committed offset may be answered twice."),
 ) -> None:
-    """Run the job in a local MiniCluster until cancelled (settings from LIVEREC_* variables)."""
+    """Run the job in a local MiniCluster until cancelled (settings from LIVEREC_* variables).
+
+    Without --restore or --fresh it resumes from the latest retained checkpoint of this job (same job
+    name, topic prefix, broker), and refuses to start empty over committed offsets or existing profiles.
+    """
+    from pipeline import recovery
     from pipeline.flink_env import stream_env
     from pipeline.jobs import liverec_job
 
     settings = _settings()
-    if restore:
-        settings = settings.model_copy(update={"restore_path": restore})
+    try:
+        plan = recovery.decide(settings, settings.checkpoint_uri, restore=restore, fresh=fresh)
+    except recovery.StartRefused as exc:
+        _fail(exc)
+    typer.echo(plan.message)
+    if plan.path:
+        settings = settings.model_copy(update={"restore_path": plan.path})
     env = stream_env(settings)
     liverec_job.build(env, settings)
-    env.execute(settings.job_name)
+    client = env.execute_async(settings.job_name)
+    root = recovery.local_root(settings.checkpoint_uri)
+    if root is not None:
+        recovery.write_marker(root, str(client.get_job_id()), settings)
+    typer.echo(f"job {client.get_job_id()} running; checkpoints under {settings.checkpoint_uri}")
+    client.get_job_execution_result().result()
 
 
 @cluster_app.command("up")
@@ -299,11 +318,28 @@ def cluster_down() -> None:
 def cluster_submit(
     from_path: str | None = typer.Option(None, "--from", help="Savepoint or retained checkpoint to start from."),
     parallelism: int | None = typer.Option(None, help="Job parallelism (default: LIVEREC_PARALLELISM)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start with empty state over existing offsets/profiles "
+                               "(see `liverec job --help`)."),
 ) -> None:
-    """`flink run -d -py` the job with its jars, Python executable and settings; print the job id."""
-    from pipeline import cluster
+    """`flink run -d -py` the job with its jars, Python executable and settings; print the job id.
 
-    typer.echo(cluster.submit(_settings(), from_path=from_path, parallelism=parallelism))
+    Without --from it resumes from the latest retained checkpoint of this job on the cluster, and
+    refuses to start empty over committed offsets or existing profiles unless --fresh is given.
+    """
+    from pipeline import cluster, recovery
+
+    settings = _settings()
+    root_uri = cluster.checkpoint_uri(settings)
+    try:
+        plan = recovery.decide(settings, root_uri, restore=from_path, fresh=fresh)
+    except recovery.StartRefused as exc:
+        _fail(exc)
+    typer.echo(plan.message, err=True)
+    job_id = cluster.submit(settings, from_path=plan.path, parallelism=parallelism)
+    root = recovery.local_root(root_uri)
+    if root is not None:
+        recovery.write_marker(root, job_id, settings)
+    typer.echo(job_id)
 
 
 @cluster_app.command("resume")

@@ -65,6 +65,11 @@ def paths(settings: Settings) -> ClusterPaths:
     return ClusterPaths(settings.cache_dir / "flink-cluster")
 
 
+def checkpoint_uri(settings: Settings) -> str:
+    """Where jobs submitted to the local cluster keep their checkpoints (what `cluster_env` passes on)."""
+    return settings.checkpoint_dir or paths(settings).checkpoints.as_uri()
+
+
 def cluster_env(settings: Settings) -> dict[str, str]:
     """Environment for Flink's scripts: our conf/log/pid/lib dirs, our settings, a usable PYTHONPATH.
 
