@@ -49,6 +49,9 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         # waits behind all of it (checkpoints time out). Debloating keeps ~1 s of data in flight.
         "taskmanager.network.memory.buffer-debloat.enabled": "true",
     }
+    if settings.aligned_checkpoint_timeout_ms >= 0:
+        conf["execution.checkpointing.unaligned.enabled"] = "true"
+        conf["execution.checkpointing.aligned-checkpoint-timeout"] = f"{settings.aligned_checkpoint_timeout_ms} ms"
     if settings.state_backend:
         conf["state.backend.type"] = settings.state_backend
     if settings.incremental_checkpoints is not None:

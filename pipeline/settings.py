@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # A Cassandra outage blocks the stateful operators (writes retry), so checkpoints time out meanwhile;
     # tolerate that many in a row before failing the job.
     tolerable_failed_checkpoints: int = 10
+    # Barriers that wait behind in-flight batches longer than this switch that checkpoint to unaligned
+    # (in-flight buffers are stored with it): under load the commit that makes answers visible stops waiting
+    # for the backlog. -1: always aligned. Savepoints are always aligned.
+    aligned_checkpoint_timeout_ms: int = Field(default=-1, ge=-1)
     checkpoint_dir: str | None = None  # file:// URI; default under cache_dir
     python_execution_mode: str = "thread"
     job_name: str = "liverec"

@@ -44,3 +44,14 @@ def test_jar_resolution_is_keyed_on_the_pom(tmp_path) -> None:
     assert jars.is_resolved(tmp_path, "flink")
     (out / ".resolved-from").write_text("an older pom")
     assert not jars.is_resolved(tmp_path, "flink")
+
+
+def test_aligned_checkpoint_timeout_switches_on_unaligned_checkpoints() -> None:
+    from pipeline.flink_env import job_configuration
+    from pipeline.settings import load_settings
+
+    off = job_configuration(load_settings())
+    assert "execution.checkpointing.unaligned.enabled" not in off
+    on = job_configuration(load_settings(aligned_checkpoint_timeout_ms=250))
+    assert on["execution.checkpointing.unaligned.enabled"] == "true"
+    assert on["execution.checkpointing.aligned-checkpoint-timeout"] == "250 ms"
