@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from operators.profile.logic import SessionSummary
-from operators.profile.rows import PROFILE_COLUMNS, SESSION_COLUMNS, profile_row, session_row
+from operators.profile.rows import PROFILE_COLUMNS, SESSION_COLUMNS, WRITTEN_AT, profile_row, session_row
 from pipeline.errors import InfraError
 from pipeline.settings import Settings
 from state_schemas.item_vector import SCHEMA_VERSION as ITEM_SCHEMA_VERSION
@@ -57,26 +58,62 @@ class CassandraWriter:
                     raise InfraError(msg) from exc
                 time.sleep(1.0)
         ks = settings.cassandra_keyspace
-        self.profile_stmt = self.session.prepare(_insert(ks, "user_profiles", PROFILE_COLUMNS))
+        self.profile_stmt = self.session.prepare(_insert(ks, "user_profiles", (*PROFILE_COLUMNS, WRITTEN_AT)))
         self.session_stmt = self.session.prepare(_insert(ks, "sessions", SESSION_COLUMNS))
-        self.item_stmt = self.session.prepare(_insert(ks, "item_vectors", ITEM_COLUMNS))
+        self.item_stmt = self.session.prepare(_insert(ks, "item_vectors", (*ITEM_COLUMNS, WRITTEN_AT)))
+        self.read_stmt = self.session.prepare(
+            f"SELECT {', '.join((*PROFILE_COLUMNS, WRITTEN_AT))} FROM {ks}.user_profiles WHERE user_id IN ?")
+        self.item_read_stmt = self.session.prepare(
+            f"SELECT {', '.join((*ITEM_COLUMNS, WRITTEN_AT))} FROM {ks}.item_vectors WHERE item_id IN ?")
         self.writes = 0
         self.retries = 0
 
     def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None:
         """Upsert profiles and closed sessions concurrently; returns when all are acknowledged."""
-        self._execute_many([(self.profile_stmt, (*profile_row(p), p.seq)) for p in profiles]
+        now = datetime.now(tz=UTC)
+        self._execute_many([(self.profile_stmt, (*profile_row(p), now, p.seq)) for p in profiles]
                            + [(self.session_stmt, (*session_row(s), s.seq)) for s in sessions])
+
+    def read_rows(self, user_ids: list[str]) -> list[dict[str, object]]:
+        """The `user_profiles` rows of these users that exist (for rehydration)."""
+        return self._read(self.read_stmt, (*PROFILE_COLUMNS, WRITTEN_AT), user_ids, "profiles")
+
+    def read_items(self, item_ids: list[str]) -> list[dict[str, object]]:
+        """The `item_vectors` rows of these items that exist (for rehydration)."""
+        return self._read(self.item_read_stmt, (*ITEM_COLUMNS, WRITTEN_AT), item_ids, "item vectors")
+
+    def _read(self, stmt: object, cols: tuple[str, ...], keys: list[str], what: str) -> list[dict[str, object]]:
+        """Rows by key: IN queries of 100 keys, run concurrently.
+
+        A failing read raises like a failing write after the same deadline: rehydration must not
+        silently fall back to cold state while Cassandra is merely slow.
+        """
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        chunks = [(keys[i : i + 100],) for i in range(0, len(keys), 100)]
+        deadline = time.monotonic() + self.settings.cassandra_write_timeout_s
+        while True:
+            results = execute_concurrent_with_args(self.session, stmt, chunks,
+                                                   concurrency=self.settings.cassandra_max_in_flight,
+                                                   raise_on_first_error=False)
+            failed = [r.result_or_exc for r in results if not r.success]
+            if not failed:
+                return [dict(zip(cols, row, strict=True)) for r in results for row in r.result_or_exc]
+            if time.monotonic() > deadline:
+                msg = (f"reading {len(keys)} {what} from Cassandra kept failing for "
+                       f"{self.settings.cassandra_write_timeout_s}s (last: {failed[0]}); the job restarts from its "
+                       "last checkpoint")
+                raise InfraError(msg)
+            time.sleep(0.5)
 
     def write_items(self, items: list[tuple[str, ItemVector]]) -> None:
         """Upsert item vectors concurrently; returns when all are acknowledged."""
-        from datetime import UTC, datetime
-
         work = []
+        now = datetime.now(tz=UTC)
         for item_id, v in items:
             updated = datetime.fromtimestamp(v.updated_ts / 1000, tz=UTC) if v.updated_ts > 0 else None
             work.append((self.item_stmt, (item_id, ITEM_SCHEMA_VERSION, v.seq, v.vector, v.bias, v.update_count,
-                                          updated, v.seq)))
+                                          updated, now, v.seq)))
         self._execute_many(work)
 
     def _execute_many(self, rows: list[tuple[object, tuple[object, ...]]]) -> None:

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # between partitions within well under source_idleness_ms at the job's event rate (docs/configuration.md).
     source_fetch_bytes: int = Field(default=16_384, ge=1_024)
     profile_flush_ms: int = 5_000  # at most one profile write per user per interval (and on session close)
+    # A user or item without keyed state starts from its Cassandra row when the row predates the shard's empty
+    # start (a `--fresh` start or lost state is not amnesia; docs/operations.md, Restart choices)
+    rehydrate: bool = True
     item_flush_ms: int = 500  # changed item vectors leave the item stage (feedback + index) this often
     item_store_ms: int = 10_000  # at most one Cassandra item_vectors write per item per interval
     max_event_bytes: int = 16_384  # larger records go to the dead-letter topic

@@ -14,6 +14,7 @@ counts as changed once, so nothing that was pending at the failure is lost.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,12 +22,14 @@ from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
+from operators.items.logic import item_from_row
 from operators.items.shard import ItemShard
 from operators.learner.bpr import BPRParams
 from state_schemas import item_vector
 from state_schemas.batches import decode_grads
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import encode_vector_batch, encode_vector_msg
+from state_schemas.shard_meta import BLANK_START, ITEM_META_STATE, decode_ms, encode_ms, written_before
 
 ITEMS_STATE = "item-vectors-by-shard"  # item id -> item_vector blob, under the item-shard key (docs/state.md)
 MAX_BATCH = 500  # vectors per feedback record: ~150 KB at dim 64, far below Kafka's 1 MB default
@@ -37,6 +40,8 @@ class ItemWriter(Protocol):
 
     def write_items(self, items: list[tuple[str, ItemVector]]) -> None: ...
 
+    def read_items(self, item_ids: list[str]) -> list[dict[str, object]]: ...
+
     def close(self) -> None: ...
 
 
@@ -44,7 +49,8 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
     """(item shard key, GradBatch) keyed by item shard → VectorBatch records (coalesced per interval)."""
 
     def __init__(self, bpr: BPRParams, seed: int, writer: Callable[[], ItemWriter], *, flush_ms: int,
-                 store_ms: int) -> None:
+                 store_ms: int, rehydrate: bool = True) -> None:
+        self.rehydrate = rehydrate
         self.bpr = bpr
         self.seed = seed
         self.writer_factory = writer
@@ -54,6 +60,9 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_map_state(
             MapStateDescriptor(ITEMS_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.meta = runtime_context.get_map_state(
+            MapStateDescriptor(ITEM_META_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.cutoff: dict[str, int | None] = {}  # shard key -> rows written before this (epoch ms) may hydrate
         self.shards: dict[str, ItemShard] = {}
         self.to_flush: dict[str, set[str]] = {}
         self.to_store: dict[str, set[str]] = {}
@@ -62,6 +71,7 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         self.updates = group.counter("item_updates")
         self.flushes = group.counter("item_flushes")
         self.stores = group.counter("item_stores")
+        self.rehydrated = group.counter("items_rehydrated")
 
     def close(self) -> None:
         if hasattr(self, "writer"):
@@ -74,15 +84,43 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
             for item_id, blob in self.state.items():
                 shard.put(item_id, item_vector.decode(bytes(blob)))
             self.shards[key] = shard
+            self.cutoff[key] = self._blank_start(len(shard) > 0)
             self.to_flush[key] = set(shard.ids)
             self.to_store[key] = set(shard.ids)
         return shard
+
+    def _blank_start(self, has_state: bool) -> int | None:
+        """When this shard key's state started empty (`state_schemas.shard_meta`); None: unknown, never hydrate."""
+        blob = self.meta.get(BLANK_START)
+        if blob is not None:
+            return decode_ms(bytes(blob))
+        if has_state:
+            return None
+        now_ms = int(time.time() * 1000)
+        self.meta.put(BLANK_START, encode_ms(now_ms))
+        return now_ms
+
+    def _hydrate(self, key: str) -> Callable[[list[str]], dict[str, ItemVector]] | None:
+        cutoff = self.cutoff.get(key)
+        if not self.rehydrate or cutoff is None:
+            return None
+
+        def read(item_ids: list[str]) -> dict[str, ItemVector]:
+            found = {}
+            for row in self.writer.read_items(item_ids):
+                if written_before(row.get("written_at"), cutoff) and (v := item_from_row(row, self.bpr.dim)):
+                    found[str(row["item_id"])] = v
+            return found
+
+        return read
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
         key = value[0]
         shard = self._shard(key)
         g = decode_grads(bytes(value[1]))
-        changed = shard.apply(self.bpr, g, self.seed)
+        before = shard.hydrated
+        changed = shard.apply(self.bpr, g, self.seed, self._hydrate(key))
+        self.rehydrated.inc(shard.hydrated - before)
         self.state.put_all({i: shard.blob(i) for i in changed})
         self.updates.inc(int(g.count.sum()))
         self.to_flush[key].update(changed)

@@ -6,7 +6,12 @@ A new item starts from the same deterministic vector the user stage assumes for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
 from operators.learner.bpr import BPRParams, ItemGrad, apply_item_update, init_vector, key_rng
+from state_schemas.codec import NO_TS
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import ItemUpdate
 
@@ -16,6 +21,31 @@ ITEM_NAMESPACE = "item"
 def initial_item(params: BPRParams, item_id: str, seed: int) -> ItemVector:
     """The state of an item nobody has touched yet (deterministic in (seed, item_id))."""
     return ItemVector.from_array(init_vector(params, key_rng(seed, ITEM_NAMESPACE, item_id)))
+
+
+def item_from_row(row: Mapping[str, Any], dim: int) -> ItemVector | None:
+    """An item's state rebuilt from its `item_vectors` row; None when the row cannot serve (no or another dim).
+
+    Why: an item stage starting with empty state continues from the learned vector rather than from
+    `initial_item`, so the user vectors it is scored against (rehydrated from their rows) still fit it.
+    Every field is in the row: vector, bias, update count, seq (the writes' order), updated_ts.
+
+    >>> import numpy as np
+    >>> v = item_from_row({"vector": np.ones(2, np.float32).tobytes(), "bias": 0.5, "updates": 3, "seq": 2}, 2)
+    >>> (v.bias, v.update_count, v.seq, v.updated_ts == NO_TS)
+    (0.5, 3, 2, True)
+    """
+    vector = bytes(row.get("vector") or b"")
+    if len(vector) != 4 * dim:
+        return None
+    at = row.get("updated_at")
+    if isinstance(at, datetime):
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        updated_ts = int(round(at.timestamp() * 1000))
+    else:
+        updated_ts = NO_TS
+    return ItemVector(vector=vector, bias=float(row.get("bias") or 0.0), update_count=int(row.get("updates") or 0),
+                      seq=int(row.get("seq") or 0), updated_ts=updated_ts)
 
 
 def apply(params: BPRParams, state: ItemVector | None, upd: ItemUpdate, seed: int) -> ItemVector:

@@ -12,6 +12,8 @@ writes and the feedback: consumers keep the higher seq); ``update_count`` counts
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
 from operators.items.logic import initial_item
@@ -33,6 +35,7 @@ class ItemShard:
         self.seq: list[int] = []
         self.updates: list[int] = []
         self.updated_ts: list[int] = []
+        self.hydrated = 0  # items whose state came from `apply`'s hydrate
 
     def __len__(self) -> int:
         return len(self.table)
@@ -63,13 +66,23 @@ class ItemShard:
         return ItemVector.from_array(t.vecs[i], bias=float(t.biases[i]), update_count=self.updates[i],
                                      seq=self.seq[i], updated_ts=self.updated_ts[i])
 
-    def apply(self, params: BPRParams, g: GradBatch, seed: int) -> list[str]:
-        """Apply one batch of coalesced gradients; returns the items it changed."""
+    def apply(self, params: BPRParams, g: GradBatch, seed: int,
+              hydrate: Callable[[list[str]], Mapping[str, ItemVector]] | None = None) -> list[str]:
+        """Apply one batch of coalesced gradients; returns the items it changed.
+
+        An item without state starts from what ``hydrate`` (the adapter's Cassandra read, asked once per
+        batch for all such items) returns for it, else from `initial_item`; ``hydrated`` counts the former.
+        """
+        missing = [i for i in g.item_ids if i not in self.table.index]
+        found = hydrate(missing) if hydrate is not None and missing else {}
         rows = np.empty(len(g.item_ids), dtype=np.int64)
         for j, item_id in enumerate(g.item_ids):
             i = self.table.index.get(item_id)
             if i is None:
-                i = self.put(item_id, initial_item(params, item_id, seed))
+                v = found.get(item_id)
+                if v is not None:
+                    self.hydrated += 1
+                i = self.put(item_id, v if v is not None else initial_item(params, item_id, seed))
             rows[j] = i
         order = np.argsort(rows)  # apply_coalesced takes ascending rows
         apply_coalesced(params, self.table.vecs, self.table.biases,

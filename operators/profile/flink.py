@@ -31,11 +31,13 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from operators.profile.embedding import ItemTable
 from operators.profile.logic import SessionSummary
+from operators.profile.rows import WRITTEN_AT, profile_from_row
 from operators.profile.shard import UserParams, UserShard, step
 from state_schemas import item_vector, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads, encode_records
 from state_schemas.codec import TAGS
 from state_schemas.messages import decode_vector_batch, decode_vector_msg
+from state_schemas.shard_meta import BLANK_START, USER_META_STATE, decode_ms, encode_ms, written_before
 from state_schemas.user_profile import UserProfile
 
 KEYED_BYTES_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -63,6 +65,8 @@ class ProfileWriter(Protocol):
 
     def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None: ...
 
+    def read_rows(self, user_ids: list[str]) -> list[dict[str, object]]: ...
+
     def close(self) -> None: ...
 
 
@@ -84,16 +88,21 @@ def session_json(s: SessionSummary) -> bytes:
 class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     """(user shard key, RecordBatch) keyed by shard ⋈ broadcast item-vector batches."""
 
-    def __init__(self, params: UserParams, writer: Callable[[], ProfileWriter], profile_flush_ms: int) -> None:
+    def __init__(self, params: UserParams, writer: Callable[[], ProfileWriter], profile_flush_ms: int,
+                 rehydrate: bool = True) -> None:
         self.params = params
         self.writer_factory = writer
         self.flush_ms = profile_flush_ms
+        self.rehydrate = rehydrate
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.profiles = runtime_context.get_map_state(
             MapStateDescriptor(PROFILES_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
         self.seen = runtime_context.get_map_state(
             MapStateDescriptor(SEEN_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.meta = runtime_context.get_map_state(
+            MapStateDescriptor(USER_META_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.cutoff: dict[str, int | None] = {}  # shard key -> rows written before this (epoch ms) may hydrate
         self.shards: dict[str, UserShard] = {}
         self.pending: dict[str, set[str]] = {}  # shard key -> users to write at the next flush
         self.flushed: dict[str, float] = {}
@@ -112,6 +121,7 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self.requests = group.counter("requests")
         self.eval_queries = group.counter("eval_queries")
         self.batches = group.counter("user_batches")
+        self.rehydrated = group.counter("profiles_rehydrated")
         group.gauge("users_in_memory", lambda: sum(len(s.profiles) for s in self.shards.values()))
 
     def close(self) -> None:
@@ -137,9 +147,35 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
 
             shard = UserShard.restore(profiles, load_seen, self.params.gap_ms)
             self.shards[key] = shard
+            self.cutoff[key] = self._blank_start(profiles)
             self.pending[key] = set(profiles)  # written again once: a pending write may have been lost
             self.flushed[key] = time.monotonic()
         return shard
+
+    def _blank_start(self, profiles: dict[str, UserProfile]) -> int | None:
+        """When this shard key's state started empty (`state_schemas.shard_meta`); None: unknown, never hydrate."""
+        blob = self.meta.get(BLANK_START)
+        if blob is not None:
+            return decode_ms(bytes(blob))
+        if profiles:
+            return None
+        now_ms = int(time.time() * 1000)
+        self.meta.put(BLANK_START, encode_ms(now_ms))
+        return now_ms
+
+    def _hydrate(self, key: str) -> Callable[[list[str]], dict[str, UserProfile]] | None:
+        cutoff = self.cutoff.get(key)
+        if not self.rehydrate or cutoff is None:
+            return None
+
+        def read(users: list[str]) -> dict[str, UserProfile]:
+            found = {}
+            for row in self.writer.read_rows(users):
+                if written_before(row.get(WRITTEN_AT), cutoff):
+                    found[str(row["user_id"])] = profile_from_row(row)
+            return found
+
+        return read
 
     def process_element(self, value: Any, ctx: Any) -> Any:
         if not self.table_loaded:
@@ -147,7 +183,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         key = value[0]
         shard = self._shard(key)
         watermark, records = decode_records(bytes(value[1]))
-        out = step(shard, records, watermark, self.table, self.rng, self.params)
+        out = step(shard, records, watermark, self.table, self.rng, self.params, self._hydrate(key))
+        self.rehydrated.inc(out.hydrated)
         self.batches.inc()
         if out.changed:
             self.profiles.put_all({u: user_profile.encode(shard.profiles[u]) for u in out.changed})

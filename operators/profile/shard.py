@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ from state_schemas.requests_v1 import RequestV1
 from state_schemas.user_profile import UserProfile
 
 _REQUEST_TAG = TAGS["request_msg"]
+ASKED_MAX = 200_000  # users remembered as asked for (found or not) before the memory is cleared
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class UserShard:
     seen_loader: Callable[[str], tuple[str, ...] | None] = lambda _u: None
     ends: list[tuple[int, str]] = field(default_factory=list)  # heap of (session end, user)
     watermark: int = NO_TS
+    asked: set[str] = field(default_factory=set)  # users `step` asked `hydrate` for (found or not)
 
     @classmethod
     def restore(cls, profiles: dict[str, UserProfile], seen_loader: Callable[[str], tuple[str, ...] | None],
@@ -132,6 +134,7 @@ class StepOut:
     late: int = 0
     requests: int = 0
     eval_queries: int = 0
+    hydrated: int = 0  # users whose state came from `hydrate` in this batch
 
 
 def step(
@@ -141,8 +144,14 @@ def step(
     table: ItemTable,
     rng: np.random.Generator,
     params: UserParams,
+    hydrate: Callable[[list[str]], Mapping[str, UserProfile]] | None = None,
 ) -> StepOut:
-    """Apply one batch of a user shard's records, then its watermark."""
+    """Apply one batch of a user shard's records, then its watermark.
+
+    ``hydrate`` (the adapter's Cassandra read) is asked once per batch for the users of the batch that
+    have no state here and were not asked for before; the profiles it returns become their state
+    (`operators.profile.rows.profile_from_row`: a fresh or lost state is not amnesia).
+    """
     out = StepOut()
     p = params
     index = out.index
@@ -155,11 +164,15 @@ def step(
     last_ts: dict[str, int] = {}
     evals: list[tuple[Any, UserProfile | None, tuple[str, ...], int, list[tuple[int, int]]]] = []
     max_ts = NO_TS
-    for blob in records:
-        if blob[0] == _REQUEST_TAG:
-            _request(shard, decode_request(blob), vec_of, out, p)
+    decoded: list[tuple[bool, Any]] = [
+        (True, decode_request(blob)) if blob[0] == _REQUEST_TAG else (False, decode_event(blob)) for blob in records
+    ]
+    if hydrate is not None:
+        _hydrate(shard, {r.user_id for _, r in decoded}, hydrate, out)
+    for is_request, ev in decoded:
+        if is_request:
+            _request(shard, ev, vec_of, out, p)
             continue
-        ev = decode_event(blob)
         uid = ev.user_id
         prof = shard.profiles.get(uid)
         new, res = logic.on_event(prof, ev, gap_ms=p.gap_ms)
@@ -217,6 +230,25 @@ def step(
                 index[s][i] = q
     _close_sessions(shard, watermark, out, p)
     return out
+
+
+def _hydrate(shard: UserShard, users: set[str], hydrate: Callable[[list[str]], Mapping[str, UserProfile]],
+             out: StepOut) -> None:
+    """Ask once for users without state; a user found nowhere is not asked again (bounded memory)."""
+    ask = sorted(u for u in users if u not in shard.profiles and u not in shard.asked)
+    if not ask:
+        return
+    if len(shard.asked) > ASKED_MAX:
+        shard.asked.clear()
+    shard.asked.update(ask)
+    found = hydrate(ask)
+    for uid, prof in found.items():
+        if uid in users and uid not in shard.profiles:
+            shard.profiles[uid] = prof
+            if prof.recent_items and shard.seen_of(uid) is None:
+                shard.seen[uid] = prof.recent_items
+            out.changed.add(uid)
+            out.hydrated += 1
 
 
 def _vector_lookup(table: ItemTable) -> ItemVectors:

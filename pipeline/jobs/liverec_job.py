@@ -126,7 +126,8 @@ def _users(env: Any, routed: Any, s: Settings, *, group: str) -> Any:
     users = (
         routed.key_by(lambda r: r[0], key_type=Types.STRING())
         .connect(vectors.broadcast(ITEM_VECTORS_STATE))
-        .process(UserStage(user_params(s), WriterFactory(s), s.profile_flush_ms), output_type=KEYED_BYTES_TYPE)
+        .process(UserStage(user_params(s), WriterFactory(s), s.profile_flush_ms, s.rehydrate),
+                 output_type=KEYED_BYTES_TYPE)
         .name("user-shards").uid("user-shards")
     )
     users.get_side_output(SESSIONS).sink_to(bytes_sink(s, "sessions", name="sessions")).name(
@@ -147,7 +148,7 @@ def _items(users: Any, s: Settings) -> Any:
     items = (
         users.key_by(lambda r: r[0], key_type=Types.STRING())
         .process(ItemStage(bpr_params(s), s.model_seed, WriterFactory(s), flush_ms=s.item_flush_ms,
-                           store_ms=s.item_store_ms), output_type=bytes_type)
+                           store_ms=s.item_store_ms, rehydrate=s.rehydrate), output_type=bytes_type)
         .name("item-shards").uid("item-shards")
     )
     items.sink_to(bytes_sink(s, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(

@@ -46,3 +46,24 @@ def test_the_shard_grows_past_its_first_capacity() -> None:
     shard.apply(P, GradBatch(1, ids, np.ones((200, 4), np.float32), np.zeros(200, np.float32),
                              np.ones(200, np.uint32)), 7)
     assert len(shard) == 200 and shard.state("i199").seq == 1
+
+
+def test_items_without_state_continue_from_what_hydrate_returns_asked_once_per_batch() -> None:
+    learned = item_vector.ItemVector.from_array(np.full(4, 0.25, np.float32), bias=0.1, update_count=9, seq=5,
+                                                updated_ts=30)
+    asked: list[list[str]] = []
+
+    def hydrate(ids: list[str]) -> dict[str, item_vector.ItemVector]:
+        asked.append(list(ids))
+        return {"a": learned}  # "b" has no row: it starts from initial_item
+
+    shard = ItemShard(4)
+    g = GradBatch(50, ["a", "b"], np.zeros((2, 4), np.float32), np.zeros(2, np.float32), np.array([1, 1], np.uint32))
+    shard.apply(P, g, seed=7, hydrate=hydrate)
+    assert asked == [["a", "b"]] and shard.hydrated == 1
+    a = shard.state("a")
+    assert (a.seq, a.update_count) == (6, 10)  # continues the row's write order and counts
+    assert np.allclose(a.as_array(), learned.as_array(), atol=1e-3)  # zero gradient: only regularisation moves it
+    assert np.allclose(shard.state("b").as_array(), initial_item(P, "b", 7).as_array(), atol=1e-3)
+    shard.apply(P, g, seed=7, hydrate=hydrate)
+    assert len(asked) == 1  # both have state now: nothing to ask

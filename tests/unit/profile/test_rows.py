@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from operators.profile.logic import DEFAULT_PARAMS, SessionSummary, on_event, on_timer
-from operators.profile.rows import PROFILE_COLUMNS, SESSION_COLUMNS, last_event_ts, profile_row, session_row
+from operators.profile.rows import PROFILE_COLUMNS, SESSION_COLUMNS, WRITTEN_AT, last_event_ts, profile_row, session_row
 from state_schemas.events import EVENT_TYPE_NAMES, Event
 from state_schemas.user_profile import SCHEMA_VERSION, UserProfile
 
@@ -58,10 +58,14 @@ def _cql_columns(table: str) -> list[str]:
         line = line.strip().rstrip(",")
         if line and not line.startswith(("PRIMARY KEY", "--")):
             cols.append(line.split()[0])
+    for f in sorted(resources.files("state_schemas").joinpath("cql").iterdir(), key=lambda f: f.name):
+        if f.name.endswith(".cql"):  # later, additive migrations
+            cols += re.findall(rf"ALTER TABLE \{{keyspace\}}\.{table} ADD IF NOT EXISTS (\w+)", f.read_text())
     return cols
 
 
-@pytest.mark.parametrize(("table", "columns"), [("user_profiles", PROFILE_COLUMNS), ("sessions", SESSION_COLUMNS)])
+@pytest.mark.parametrize(("table", "columns"), [("user_profiles", (*PROFILE_COLUMNS, WRITTEN_AT)),
+                                               ("sessions", SESSION_COLUMNS)])
 def test_columns_are_the_cql_table_columns(table: str, columns: tuple[str, ...]) -> None:
     # the prepared INSERT names these columns: a column added on one side only fails the job at open()
     assert set(columns) == set(_cql_columns(table))
@@ -197,3 +201,41 @@ def test_session_row_maps_are_plain_dicts() -> None:
     row = as_dict(session_row(closed[0]), SESSION_COLUMNS)
     assert type(row["events_by_type"]) is dict and type(row["categories"]) is dict
     assert row["converted"] is False and row["event_count"] == 1
+
+
+# --- rehydration: a profile back from its row --------------------------------------------------------
+
+
+def _as_driver_returns(row: dict[str, object]) -> dict[str, object]:
+    """What the driver hands back: naive UTC datetimes, float32 blob as bytes, maps and lists as given."""
+    out = dict(row)
+    for k in ("last_session_end", "updated_at"):
+        v = out[k]
+        out[k] = v.replace(tzinfo=None) if isinstance(v, datetime) else v
+    return out
+
+
+def test_profile_from_its_row_writes_the_same_row_and_continues_counting() -> None:
+    from operators.profile.rows import profile_from_row
+
+    events = (ev(T0, "view", "a"), ev(T0 + 1_000, "purchase", "b", category="garden"),
+              ev(T0 + GAP + DAY, "click", "c"), ev(T0 + GAP + DAY + 5, "add_to_cart", "d"))
+    p, closed = run(*events)
+    assert closed, "the test needs a closed session"
+    p = p.with_embedding(np.arange(8, dtype=np.float32) / 8, p.engagement_ts)
+    row = as_dict(profile_row(p), PROFILE_COLUMNS)
+    back = profile_from_row(_as_driver_returns(row))
+    assert as_dict(profile_row(back), PROFILE_COLUMNS) == row
+    assert (back.seq, back.total_events, back.sessions_closed) == (p.seq, p.total_events, p.sessions_closed)
+    assert back.session is None  # not in the row: the next event opens a new session
+    again, out = on_event(back, events[-1], gap_ms=GAP)  # read again after a fresh start: already counted
+    assert again.total_events == p.total_events and out.status == "duplicate"
+    nxt, _ = on_event(back, ev(T0 + 3 * GAP + 2 * DAY, "view", "e"), gap_ms=GAP)
+    assert nxt.total_events == p.total_events + 1 and nxt.seq > p.seq  # writes keep their timestamp order
+
+
+def test_profile_from_a_sparse_row() -> None:
+    from operators.profile.rows import profile_from_row
+
+    back = profile_from_row({"user_id": "u-9", "seq": 3, "event_count": 3})
+    assert (back.user_id, back.seq, back.total_events, back.embedding, back.interests) == ("u-9", 3, 3, b"", {})

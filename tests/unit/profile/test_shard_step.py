@@ -167,3 +167,28 @@ def test_a_second_evaluation_in_one_batch_sees_the_users_vector_after_the_first_
     assert np.allclose(queries[0].vector, emb0)
     assert not np.allclose(queries[1].vector, emb0)  # moved by the first event's BPR step
     assert not np.allclose(queries[1].vector, shard.profiles["u"].embedding_vector())  # and by the second
+
+
+def test_users_without_state_are_hydrated_once_and_continue_from_it() -> None:
+    # A shard without state asks the hydrate hook once per unknown user; a found profile becomes the
+    # user's state (counts continue), a user found nowhere is not asked again.
+    donor = UserShard()
+    run(donor, [event(i, "known", T0 + i) for i in range(3)])
+    stored = donor.profiles["known"]
+    asked: list[list[str]] = []
+
+    def hydrate(users: list[str]) -> dict[str, user_profile.UserProfile]:
+        asked.append(users)
+        return {"known": stored} if "known" in users else {}
+
+    fresh = UserShard()
+    out = step(fresh, [encode_event(event(10, "known", T0 + 10)), encode_event(event(11, "new", T0 + 11))],
+               NO_TS, ItemTable(8), np.random.default_rng(1), P, hydrate)
+    assert asked == [["known", "new"]] and out.hydrated == 1
+    assert fresh.profiles["known"].total_events == stored.total_events + 1
+    assert fresh.profiles["new"].total_events == 1
+    req = RequestV1("r2", "ghost", T0 + 12, 5, True, None)
+    step(fresh, [encode_request(req)], NO_TS, ItemTable(8), np.random.default_rng(1), P, hydrate)
+    step(fresh, [encode_request(req), encode_event(event(12, "known", T0 + 13))], NO_TS, ItemTable(8),
+         np.random.default_rng(1), P, hydrate)
+    assert asked == [["known", "new"], ["ghost"]]  # ghost asked once; known and new have state
