@@ -6,8 +6,13 @@ Heavy imports (pyflink, cassandra, numpy) happen inside the commands so `--help`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from pipeline import recovery
+    from pipeline.settings import Settings
 
 app = typer.Typer(
     help="liverec: real-time personalization in one PyFlink job.",
@@ -263,13 +268,35 @@ def profiles(user_prefix: str = typer.Option("u", help="Count the users whose id
                f"(keyspace {settings.cassandra_keyspace})")
 
 
+def _skip_answered(settings: Settings, plan: recovery.StartPlan, root_uri: str, *, err: bool = False) -> Settings:
+    """For a fresh start: the requests already answered after the committed offsets, for the router to skip."""
+    from pipeline import recovery
+    from pipeline.errors import ConfigError
+
+    if plan.start is not recovery.Start.FRESH:
+        return settings
+    ids = recovery.already_answered(settings)
+    if not ids:
+        return settings
+    root = recovery.local_root(root_uri)
+    if root is None:
+        msg = (f"{len(ids)} requests after the committed offsets were already answered, and the list of them "
+               f"cannot be written under {root_uri} (not a local directory); give a file:// checkpoint dir")
+        _fail(ConfigError(msg))
+    path = recovery.write_answered(root, ids)
+    typer.echo(f"{len(ids)} requests after the committed offsets were already answered: the job skips them "
+               f"(ids in {path})", err=err)
+    return settings.model_copy(update={"answered_requests_file": str(path)})
+
+
 @app.command("job")
 def job(
     restore: str | None = typer.Option(None, help="Start from this retained checkpoint or savepoint."),
     fresh: bool = typer.Option(
         False, "--fresh", help="Start with empty keyed state even though committed offsets or profiles exist: "
-        "the sources go on from the consumer group's committed offsets (earliest where none), every user's "
-        "state starts empty, and a request answered after the group's last committed offset may be answered twice."),
+        "the sources go on from the consumer group's committed offsets (earliest where none), users and items "
+        "come back from their Cassandra rows as they show up, and requests already answered after those offsets "
+        "are skipped (docs/operations.md, Restart choices)."),
 ) -> None:
     """Run the job in a local MiniCluster until cancelled (settings from LIVEREC_* variables).
 
@@ -288,6 +315,7 @@ def job(
     typer.echo(plan.message)
     if plan.path:
         settings = settings.model_copy(update={"restore_path": plan.path})
+    settings = _skip_answered(settings, plan, settings.checkpoint_uri)
     env = stream_env(settings)
     liverec_job.build(env, settings)
     client = env.execute_async(settings.job_name)
@@ -335,6 +363,7 @@ def cluster_submit(
     except recovery.StartRefused as exc:
         _fail(exc)
     typer.echo(plan.message, err=True)
+    settings = _skip_answered(settings, plan, root_uri, err=True)
     job_id = cluster.submit(settings, from_path=plan.path, parallelism=parallelism)
     root = recovery.local_root(root_uri)
     if root is not None:

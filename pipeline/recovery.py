@@ -5,7 +5,8 @@ in Cassandra) silently throws away every user's keyed state and answers again re
 answered after the last committed offset. So a start picks, in this order:
 
 1. ``--restore PATH``: that savepoint or retained checkpoint, as asked;
-2. ``--fresh``: empty state on purpose (offsets: the group's committed ones, else the earliest);
+2. ``--fresh``: empty state on purpose (offsets: the group's committed ones, else the earliest; the
+   requests after them that already have an answer are skipped, `already_answered`);
 3. the latest completed retained checkpoint of *this* job, if there is one (said on the console);
 4. a brand-new start, when neither committed offsets nor profiles exist;
 5. otherwise: refused, with the flag to use.
@@ -114,7 +115,7 @@ def plan_start(*, restore: str | None, fresh: bool, latest: Path | None, committ
     if fresh:
         return StartPlan(Start.FRESH, None, (
             "starting FRESH as asked: empty keyed state; the sources start from the consumer group's committed "
-            "offsets (earliest where none); user state is rebuilt from the events read from there on"))
+            "offsets (earliest where none); users and items come back from their Cassandra rows as they show up"))
     if latest is not None:
         return StartPlan(Start.RESUME, str(latest), f"resuming from the latest retained checkpoint {latest}")
     if committed_offsets or profiles_exist:
@@ -175,3 +176,98 @@ def decide(settings: Settings, root_uri: str, *, restore: str | None, fresh: boo
                           root=root_uri)
     return plan_start(restore=None, fresh=False, latest=None, committed_offsets=committed_offsets(settings),
                       profiles_exist=profiles_exist(settings), root=root_uri)
+
+
+def answered_among(requests: list[bytes], answers: list[bytes]) -> frozenset[str]:
+    """Ids of ``requests`` (raw `rec-requests` values) that some value of ``answers`` answers.
+
+    Unparseable values are skipped here: the router dead-letters such requests, and an answer without a
+    ``request_id`` answers nothing.
+
+    >>> answered_among([b'{"request_id": "a"}', b'{"request_id": "b"}', b"{bad"], [b'{"request_id": "b"}'])
+    frozenset({'b'})
+    """
+    def ids(values: list[bytes]) -> set[str]:
+        out = set()
+        for v in values:
+            try:
+                rid = json.loads(v).get("request_id")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(rid, str):
+                out.add(rid)
+        return out
+
+    asked = ids(requests)
+    return frozenset(asked & ids(answers)) if asked else frozenset()
+
+
+def requests_after_committed(settings: Settings, timeout_s: float = 60.0) -> tuple[list[bytes], int | None]:
+    """The `rec-requests` values after the group's committed offsets (all where none), and their oldest timestamp.
+
+    These are what a start without state reads again: the ones a previous run may already have answered.
+    """
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = settings.topic("rec-requests")
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group(settings),
+                             enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return [], None
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        for tp in parts:
+            committed = consumer.committed(tp)
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        values: list[bytes] = []
+        oldest: int | None = None
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                msg = (f"reading {topic} from the committed offsets of group {group(settings)} took over "
+                       f"{timeout_s:.0f}s; is the broker at {settings.kafka_bootstrap} healthy?")
+                raise ConfigError(msg)
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    if r.offset < ends[TopicPartition(r.topic, r.partition)]:
+                        values.append(r.value)
+                        oldest = r.timestamp if oldest is None else min(oldest, r.timestamp)
+        return values, oldest
+    finally:
+        consumer.close()
+
+
+def already_answered(settings: Settings) -> frozenset[str]:
+    """Request ids after the committed offsets that `recommendations` already holds a committed answer for.
+
+    Why: ``--fresh`` starts without the sink's state at the group's committed offsets, which lag the last
+    checkpoint (offsets are committed after it completes). The requests between them were answered by the
+    previous run, and those answers are committed (read_committed sees them) or in a transaction nobody
+    will commit. The router skips the former, so each request id gets one answer. Answers are read from a
+    minute before the oldest such request (producer timestamps), not from the topic's beginning.
+    """
+    from pipeline.kafka_io import read_committed
+
+    requests, oldest = requests_after_committed(settings)
+    if not requests or oldest is None:
+        return frozenset()
+    answers = list(read_committed(settings, settings.topic("recommendations"), from_ms=oldest - 60_000,
+                                  idle_ms=2000))
+    return answered_among(requests, answers)
+
+
+def write_answered(root: Path, ids: frozenset[str]) -> Path:
+    """One id per line under the checkpoint root; the job reads it through `answered_requests_file`."""
+    import time
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"answered-before-fresh-{int(time.time() * 1000)}.txt"
+    path.write_text("".join(f"{i}\n" for i in sorted(ids)))
+    return path

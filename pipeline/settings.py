@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     python_execution_mode: str = "thread"
     job_name: str = "liverec"
     restore_path: str | None = None  # a retained checkpoint or savepoint to start from
+    # Request ids (one per line) the router skips: written by `liverec job --fresh` / `cluster submit --fresh`
+    # for the requests a previous run already answered after the committed offsets (pipeline/recovery.py)
+    answered_requests_file: str | None = None
     # None: whatever the cluster's config says (flink-conf/: RocksDB, incremental); a MiniCluster uses hashmap
     state_backend: str | None = Field(default=None, pattern="^(hashmap|rocksdb)$")
     incremental_checkpoints: bool | None = None  # None: the cluster's config decides

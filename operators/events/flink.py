@@ -42,6 +42,7 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.valid = group.counter("events_valid")
         self.valid_requests = group.counter("requests_valid")
+        self.already_answered = group.counter("requests_already_answered")
         self.dead = group.counter("dead_letters")
         self.batches = group.counter("router_batches")
         self.by_reason = {r: group.add_group("reason", r.value).counter("dead_letters") for r in Reason}
@@ -55,6 +56,7 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
         self.batches.inc()
         self.valid.inc(routed.events)
         self.valid_requests.inc(routed.requests)
+        self.already_answered.inc(routed.already_answered)
         for reason, n in routed.dead_by_reason.items():
             self.dead.inc(n)
             self.by_reason[reason].inc(n)

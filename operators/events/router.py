@@ -44,6 +44,9 @@ class RouterParams:
     events_topic: str = "events"
     requests_topic: str = "rec-requests"
     events_partitions: tuple[int, ...] = ()  # partitions of the events topic known at job start
+    # Request ids a previous run already answered on `recommendations` (committed) after the consumer group's
+    # committed offsets: a start without state reads them again and must not answer twice (pipeline/recovery.py).
+    answered: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         """Reject settings the router cannot work with, naming the setting."""
@@ -95,6 +98,7 @@ class Routed:
     dead_by_reason: dict[Reason, int]
     events: int = 0
     requests: int = 0
+    already_answered: int = 0  # requests skipped: in `RouterParams.answered`
 
 
 def route(
@@ -109,13 +113,16 @@ def route(
 ) -> Routed:
     """Validate a window of raw records; every record becomes an event, a request or a dead letter."""
     out = Routed({}, [], {})
-    batches, shards = out.batches, params.user_shards
+    batches, shards, answered = out.batches, params.user_shards, params.answered
     newest, seen = progress.newest, progress.seen_ms
     for raw, topic, partition, offset in zip(values, topics, partitions, offsets, strict=True):
         if topic == params.requests_topic:
             req = validate_request(raw, max_bytes=params.max_bytes)
             if isinstance(req, Rejection):
                 _dead(out, raw, req, topic, partition, offset, now_ms)
+                continue
+            if req.request_id in answered:
+                out.already_answered += 1
                 continue
             out.requests += 1
             batches.setdefault(user_shard(req.user_id, shards), []).append(encode_request(req))

@@ -26,8 +26,10 @@ Settings reach the operators as plain parameter objects (`operators/` never impo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
 # Stable uids of the DataStream part (tests/golden/job_uids.json holds the whole graph's uids;
@@ -49,8 +51,20 @@ def router_params(s: Settings, events_partitions: tuple[int, ...] = ()) -> Any:
         user_shards=s.user_shards, out_of_orderness_ms=s.out_of_orderness_ms, idleness_ms=s.source_idleness_ms,
         max_bytes=s.max_event_bytes, max_skew_ms=s.max_clock_skew_ms, min_ts_ms=s.min_event_ts_ms,
         events_topic=s.topic("events"), requests_topic=s.topic("rec-requests"),
-        events_partitions=events_partitions,
+        events_partitions=events_partitions, answered=answered_requests(s),
     )
+
+
+def answered_requests(s: Settings) -> frozenset[str]:
+    """The ids in `answered_requests_file` (none when unset)."""
+    if not s.answered_requests_file:
+        return frozenset()
+    path = Path(s.answered_requests_file)
+    if not path.is_file():
+        msg = (f"LIVEREC_ANSWERED_REQUESTS_FILE={path} does not exist; it is written by `liverec job --fresh`: "
+               "unset it, or start through the CLI")
+        raise ConfigError(msg)
+    return frozenset(line.strip() for line in path.read_text().splitlines() if line.strip())
 
 
 def bpr_params(s: Settings) -> Any:

@@ -1,6 +1,6 @@
 """On a real standalone cluster (from the apache-flink wheel): submit at parallelism 1, stop with savepoint,
 resume at 2 (a rescale), stop again, resume at 1; count exactly in Cassandra and hash all per-user state
-at each step.
+at each step, and count the answers per request id over all steps (exactly one each).
 
 The hash: every user is sent a request and the answer's `state_digest` (SHA-256 of that user's keyed
 state bytes as the request read them) is collected; the combined digest over all users must not change
@@ -105,4 +105,10 @@ def test_savepoint_rescale_1_2_1_keeps_counts_and_every_users_state(flink_cluste
           f"savepoints {sp1}, {sp2}")
     assert not changed, f"state changed by the rescale 2 -> 1 for {len(changed)} users, e.g. {changed[:3]}"
     _counts_exact(s, expected, "p1 again")
+    # one answer per request id across both stop-with-savepoint/resume cycles (read_committed)
+    asked = {f"{s.topic_prefix}{step}-{u}" for step in ("p1", "p2", "p2b", "p1again") for u in users}
+    copies = Counter(rid for v in read_committed(s, s.topic("recommendations"), idle_ms=2000)
+                     if (rid := json.loads(v)["request_id"]) in asked)
+    wrong = {r: copies[r] for r in asked if copies[r] != 1}
+    assert not wrong, f"{len(wrong)} requests not answered exactly once across savepoints: {list(wrong.items())[:3]}"
     cluster.flink(s, "cancel", job)

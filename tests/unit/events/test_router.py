@@ -44,6 +44,17 @@ def test_every_record_is_an_event_a_request_or_a_dead_letter() -> None:
     assert user_shard("u1", 4) in routed and user_shard("u2", 4) in routed
 
 
+def test_requests_already_answered_before_a_fresh_start_are_counted_not_routed() -> None:
+    from dataclasses import replace
+
+    values = [req(1), req(2), req(3)]
+    out = route(Progress(started_ms=NOW), values, ["rec-requests"] * 3, [0, 0, 0], [0, 1, 2], now_ms=NOW,
+                params=replace(P, answered=frozenset({"r1", "r3"})))
+    assert (out.requests, out.already_answered, out.dead_letters) == (1, 2, [])
+    [batch] = out.batches.values()
+    assert len(batch) == 1 and b"r2" in batch[0]
+
+
 def test_a_users_records_keep_their_order_in_one_shard() -> None:
     values = [ev(i, "u7", NOW - 60_000 + i) for i in range(20)]
     out = run(Progress(started_ms=NOW), values, ["events"] * 20, [i % 2 for i in range(20)])
