@@ -12,6 +12,7 @@ predate its lineage is unknown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 USER_META_STATE = "user-shard-meta"  # MapState STRING → PICKLED_BYTE_ARRAY under the user-shard key
@@ -35,6 +36,21 @@ def decode_ms(blob: bytes) -> int:
         msg = f"{BLANK_START!r} entry {text[:40]!r} is not epoch milliseconds: the shard-meta state is corrupt"
         raise ValueError(msg)
     return int(text)
+
+
+def blank_start(get: Callable[[str], object], put: Callable[[str, bytes], None], *, has_state: bool,
+                now_ms: int) -> int | None:
+    """The shard key's blank start from its meta MapState (``get``/``put``), recorded now if it starts empty.
+
+    None: the key has state but no entry (an older release), so it never hydrates.
+    """
+    blob = get(BLANK_START)
+    if blob is not None:
+        return decode_ms(bytes(blob))  # type: ignore[call-overload]
+    if has_state:
+        return None
+    put(BLANK_START, encode_ms(now_ms))
+    return now_ms
 
 
 def written_before(written_at: object, cutoff_ms: int) -> bool:

@@ -29,7 +29,7 @@ from state_schemas import item_vector
 from state_schemas.batches import decode_grads
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import encode_vector_batch, encode_vector_msg
-from state_schemas.shard_meta import BLANK_START, ITEM_META_STATE, decode_ms, encode_ms, written_before
+from state_schemas.shard_meta import ITEM_META_STATE, blank_start, written_before
 
 ITEMS_STATE = "item-vectors-by-shard"  # item id -> item_vector blob, under the item-shard key (docs/state.md)
 MAX_BATCH = 500  # vectors per feedback record: ~150 KB at dim 64, far below Kafka's 1 MB default
@@ -91,14 +91,7 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
 
     def _blank_start(self, has_state: bool) -> int | None:
         """When this shard key's state started empty (`state_schemas.shard_meta`); None: unknown, never hydrate."""
-        blob = self.meta.get(BLANK_START)
-        if blob is not None:
-            return decode_ms(bytes(blob))
-        if has_state:
-            return None
-        now_ms = int(time.time() * 1000)
-        self.meta.put(BLANK_START, encode_ms(now_ms))
-        return now_ms
+        return blank_start(self.meta.get, self.meta.put, has_state=has_state, now_ms=int(time.time() * 1000))
 
     def _hydrate(self, key: str) -> Callable[[list[str]], dict[str, ItemVector]] | None:
         cutoff = self.cutoff.get(key)

@@ -37,7 +37,7 @@ from state_schemas import item_vector, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads, encode_records
 from state_schemas.codec import TAGS
 from state_schemas.messages import decode_vector_batch, decode_vector_msg
-from state_schemas.shard_meta import BLANK_START, USER_META_STATE, decode_ms, encode_ms, written_before
+from state_schemas.shard_meta import USER_META_STATE, blank_start, written_before
 from state_schemas.user_profile import UserProfile
 
 KEYED_BYTES_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -154,14 +154,7 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
 
     def _blank_start(self, profiles: dict[str, UserProfile]) -> int | None:
         """When this shard key's state started empty (`state_schemas.shard_meta`); None: unknown, never hydrate."""
-        blob = self.meta.get(BLANK_START)
-        if blob is not None:
-            return decode_ms(bytes(blob))
-        if profiles:
-            return None
-        now_ms = int(time.time() * 1000)
-        self.meta.put(BLANK_START, encode_ms(now_ms))
-        return now_ms
+        return blank_start(self.meta.get, self.meta.put, has_state=bool(profiles), now_ms=int(time.time() * 1000))
 
     def _hydrate(self, key: str) -> Callable[[list[str]], dict[str, UserProfile]] | None:
         cutoff = self.cutoff.get(key)

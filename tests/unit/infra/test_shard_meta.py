@@ -32,3 +32,14 @@ def test_a_corrupt_entry_names_the_state() -> None:
 ])
 def test_only_rows_written_before_the_empty_start_hydrate(written: object, usable: bool) -> None:
     assert written_before(written, CUTOFF) is usable
+
+
+def test_blank_start_is_recorded_once_and_kept_and_unknown_for_old_state() -> None:
+    from state_schemas.shard_meta import blank_start
+
+    meta: dict[str, bytes] = {}
+    assert blank_start(meta.get, meta.__setitem__, has_state=False, now_ms=100) == 100
+    # the same key later (its state is no longer empty), or after a restore: the recorded start stays
+    assert blank_start(meta.get, meta.__setitem__, has_state=True, now_ms=999) == 100
+    # state from a release without the entry: never hydrate
+    assert blank_start({}.get, meta.__setitem__, has_state=True, now_ms=5) is None
