@@ -57,6 +57,18 @@ def java_bin(settings: Settings) -> str:
     return found
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid`` it never starts with "-", so it is also safe on a
+    command line that splits options from values.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class KafkaServer:
     """Single-node Kafka broker+controller (KRaft) with storage under the cache."""
 
@@ -94,8 +106,11 @@ class KafkaServer:
         """Format KRaft storage once (a formatted dir is left alone)."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg))
+        # "--cluster-id=<id>" keeps an id that starts with "-" from being read as an option
+        # (1 in 64 random ids did, and formatting failed with "expected one argument").
+        cmd = self._java(
+            "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(cfg)
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             msg = f"formatting Kafka storage in {self.data_dir} failed:\n{proc.stdout}\n{proc.stderr}"

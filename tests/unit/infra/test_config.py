@@ -55,3 +55,18 @@ def test_aligned_checkpoint_timeout_switches_on_unaligned_checkpoints() -> None:
     on = job_configuration(load_settings(aligned_checkpoint_timeout_ms=250))
     assert on["execution.checkpointing.unaligned.enabled"] == "true"
     assert on["execution.checkpointing.aligned-checkpoint-timeout"] == "250 ms"
+
+
+def test_kafka_cluster_id_never_starts_with_a_dash(monkeypatch) -> None:
+    """An id starting with "-" was read as an option by the storage tool and failed CI."""
+    import uuid
+
+    from pipeline.infra import servers
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 "-AAA..."
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    draws = iter([dash_first, dash_first, plain])
+    monkeypatch.setattr(servers.uuid, "uuid4", lambda: next(draws))
+    cid = servers.kafka_cluster_id()
+    assert cid == "EAAAAAAAAAAAAAAAAAAAAA"
+    assert len(cid) == 22
