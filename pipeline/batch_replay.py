@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from operators.events.router import Progress, route
-from operators.index.logic import IndexShard, apply_batch
+from operators.index.logic import IndexShard, apply_batch, apply_vector_batch
 from operators.items.shard import ItemShard
 from operators.profile.embedding import ItemTable
 from operators.profile.shard import UserShard, step
@@ -24,7 +24,7 @@ from operators.serving.logic import EvalOutcome, finish, model_version
 from pipeline.errors import ConfigError
 from pipeline.jobs.liverec_job import bpr_params, router_params, shard_params, user_params
 from pipeline.settings import Settings
-from state_schemas import index_entry, seen_items, user_profile
+from state_schemas import index_log, seen_items, user_profile
 from state_schemas.batches import decode_grads, decode_records, encode_grads, encode_records
 from state_schemas.messages import encode_vector_batch, encode_vector_msg
 
@@ -44,6 +44,9 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
     users = {k: UserShard() for k in range(s.user_shards)}
     items = {k: ItemShard(bpr.dim) for k in range(s.item_shards)}
     index = {k: IndexShard(k, s.index_shards, sp) for k in range(s.index_shards)}
+    refresh_every = max(1, s.index_refresh_ms // s.batch_ms)  # the adapter refreshes the graph by time
+    for shard in index.values():
+        shard.auto_sync = False
     table = ItemTable(bpr.dim)
     rng = np.random.default_rng(s.model_seed)
     dirty: dict[int, set[str]] = {k: set() for k in items}
@@ -77,16 +80,17 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
                 for i in changed:  # what the adapter writes back to keyed state
                     items[k].blob(i)
                 dirty[k].update(changed)
-            for k, recs2 in out.index.items():
-                res = apply_batch(index[k], decode_records(encode_records(recs2))[1])
+            for k, shares in out.index.items():
+                if b % refresh_every == 0:
+                    index[k].sync_index()
+                res = apply_batch(index[k], shares)
                 counts["partials"] += len(res.partials)
                 if on_outcome is not None and s.index_shards == 1:
                     for part in res.partials:
                         _, outcome = finish([part], now_ms=now, model_version=model)
                         if outcome is not None:
                             on_outcome(outcome)
-                for i in res.items:
-                    index_entry.encode(index[k].entry(i))
+                index_log.encode(index[k].delta(res.items, res.cells))  # what the adapter writes back
         if b % flush_every == flush_every - 1:
             _feedback(items, dirty, table, index, s.index_shards)
     seconds = time.perf_counter() - t0
@@ -108,4 +112,4 @@ def _feedback(items: dict[int, ItemShard], dirty: dict[int, set[str]], table: It
             item_id, _ts, st = decode_vector_msg(msg)
             table.upsert(item_id, st.as_array(), st.bias)
         for n, part in split_vector_batch(batch, shards):
-            apply_batch(index[n], decode_vector_batch(part))
+            apply_vector_batch(index[n], decode_vector_batch(part))

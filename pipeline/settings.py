@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     index_shards: int = Field(default=1, ge=1, description="Index shards; each request is scattered to all.")
     # HNSW / co-occurrence / popularity candidates per shard before the blend
     index_candidates: int = Field(default=200, ge=1)
+    # changed item vectors are pushed into a shard's HNSW graph at most this often (candidates from an older
+    # graph are still scored with the current vectors)
+    index_refresh_ms: int = Field(default=1_000, ge=0)
     # rank exactly (no HNSW) when at most this many items are eligible for a query in a shard
     index_exact_below: int = Field(default=0, ge=0)
     # answer with the shards that replied after this long (index_shards > 1)

@@ -50,6 +50,8 @@ TAGS: Final[Mapping[str, int]] = {
     "record_batch": ord("K"),
     "grad_batch": ord("H"),
     "cooc_log": ord("C"),
+    "share_batch": ord("Z"),
+    "index_log": ord("L"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -1,15 +1,17 @@
 """Flink adapter of the index operator: keyed by shard, one `IndexShard` per shard key.
 
-Input: ``(shard key, batch)``: a `RecordBatch` of queries (`QueryMsg`) and interaction shares
-(`InteractionMsg`) from one user-shard batch, in the order the user stage made them (an evaluation
-query precedes its event's shares, so the shard ranks before it learns), or a `VectorBatch` of item
-vectors from the item stage. Each batch is one call; its state changes are written once, at its end.
+Input: ``(shard key, batch)``: a `ShareBatch` of one user-shard batch (its queries, ranked first, then
+its interaction shares, learned in one vectorised step: `state_schemas.shares`), or a `VectorBatch` of
+item vectors from the item stage. Each batch is one call; what it changed is written once, at its end.
 
-Keyed state (the only thing that survives a restore or a rescale): one `IndexEntry` per item in
-``index-items``, and the co-occurrence cells as one compact blob per batch plus periodic snapshots in
-``index-cooc-log`` (`state_schemas.cooc_log`; release 0.1's one-float-per-cell ``index-cooc`` is still
-read on restore and folded into the first snapshot). The hnswlib graph is a cache of
-it: built from that state the first time a shard key is seen after a (re)start (`IndexShard.restore`).
+Keyed state (the only thing that survives a restore or a rescale): ``index-log``, one
+`state_schemas.index_log` blob per batch with the new values of the items and co-occurrence cells it
+changed, and every ``COMPACT_EVERY`` blobs one snapshot of the whole shard that replaces them. Release
+0.2's ``index-items`` (one entry per item) and ``index-cooc-log``, and release 0.1's ``index-cooc`` (one
+double per cell), are still read on restore and cleared at the first compaction. The hnswlib graph is a
+cache of the state: built the first time a shard key is seen after a (re)start (`IndexShard.restore`),
+and refreshed with the changed vectors at most every ``refresh_ms`` (a rebuild of a few thousand items
+costs tens of milliseconds; candidates from a graph that old are scored with the current vectors).
 
 Outputs: partial answers on the `PARTIALS` side output (to the gather step, then `recommendations`);
 maintenance events (restores, size reports) as JSON on the main output (to `index-events`).
@@ -26,43 +28,55 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
-from operators.index.logic import IndexShard, ShardParams, apply_batch
-from state_schemas import cooc_log, index_entry
-from state_schemas.batches import decode_records
+from operators.index.logic import BatchOut, IndexShard, ShardParams, apply_batch, apply_vector_batch
+from state_schemas import cooc_log, index_entry, index_log
 from state_schemas.codec import TAGS
 from state_schemas.messages import decode_vector_batch, encode_partial
 
 PARTIALS = OutputTag("partials", Types.PRIMITIVE_ARRAY(Types.BYTE()))
-ITEMS_STATE = "index-items"
-COOC_STATE = "index-cooc"  # one entry per cell: release 0.1's layout, still read on restore, then cleared
-COOC_LOG_STATE = "index-cooc-log"  # "s" -> snapshot blob, "d<seq>" -> one blob per batch (cooc_log codec)
+LOG_STATE = "index-log"  # "s" -> snapshot blob, "d<seq>" -> one blob per batch (index_log codec)
+ITEMS_STATE = "index-items"  # release 0.2: one index_entry per item; read on restore, cleared at compaction
+COOC_STATE = "index-cooc"  # release 0.1: one double per cell; read on restore, cleared at compaction
+COOC_LOG_STATE = "index-cooc-log"  # release 0.2: cooc_log blobs; read on restore, cleared at compaction
 COMPACT_EVERY = 200  # batch blobs before they are folded into a new snapshot
 _SEP = "\x1f"
 REPORT_EVERY = 10_000  # a size report on index-events per this many mutations of a shard
-_RECORDS, _VECTORS = TAGS["record_batch"], TAGS["vector_batch_msg"]
+_SHARES, _VECTORS = TAGS["share_batch"], TAGS["vector_batch_msg"]
+
+
+def _ordered(blobs: list[tuple[str, bytes]]) -> list[bytes]:
+    """The snapshot "s" first, then the batch blobs "d<n>" in their order."""
+    return [b for k, b in blobs if k == "s"] + [b for k, b in sorted(blobs) if k != "s"]
 
 
 class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
-    """(index shard key, RecordBatch or VectorBatch) keyed by shard → partial answers + maintenance events."""
+    """(index shard key, ShareBatch or VectorBatch) keyed by shard → partial answers + maintenance events."""
 
-    def __init__(self, params: ShardParams, shards: int) -> None:
+    def __init__(self, params: ShardParams, shards: int, refresh_ms: int = 1_000) -> None:
         self.params = params
         self.shards = shards
+        self.refresh_ms = refresh_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.items = runtime_context.get_map_state(MapStateDescriptor(ITEMS_STATE, Types.STRING(),
-                                                                      Types.PICKLED_BYTE_ARRAY()))
+        def blobs(name: str) -> Any:
+            return runtime_context.get_map_state(MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+
+        self.log = blobs(LOG_STATE)
+        self.items = blobs(ITEMS_STATE)
+        self.cooc_log = blobs(COOC_LOG_STATE)
         self.cooc = runtime_context.get_map_state(MapStateDescriptor(COOC_STATE, Types.STRING(), Types.DOUBLE()))
-        self.cooc_log = runtime_context.get_map_state(
-            MapStateDescriptor(COOC_LOG_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
         self.logged: dict[str, int] = {}  # shard key -> next batch blob number
         self.live: dict[str, IndexShard] = {}
+        self.synced: dict[str, float] = {}  # shard key -> monotonic time of the last graph refresh
         self.reported: dict[str, int] = {}
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.queries = group.counter("index_queries")
         self.vectors = group.counter("index_vector_updates")
         self.restores = group.counter("index_restores")
+        self.graph_refreshes = group.counter("index_graph_refreshes")
+        self.graph_moves = group.counter("index_graph_vectors_pushed")
         group.gauge("index_items", lambda: sum(len(s) for s in self.live.values()))
+        group.gauge("index_cooc_cells", lambda: sum(len(s.cells) for s in self.live.values()))
 
     def _shard(self, key: str) -> tuple[IndexShard, bytes | None]:
         shard = self.live.get(key)
@@ -71,29 +85,31 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         t0 = time.perf_counter()
         entries = [(i, index_entry.decode(bytes(b))) for i, b in self.items.items()]
         cells = [(*k.split(_SEP, 1), float(v)) for k, v in self.cooc.items()]
-        log = sorted((k, bytes(b)) for k, b in self.cooc_log.items())  # "d…" blobs in order, then "s"
-        blobs = [b for k, b in log if k == "s"] + [b for k, b in log if k != "s"]
-        for blob in blobs:  # later values of a cell overwrite earlier ones
+        for blob in _ordered([(k, bytes(b)) for k, b in self.cooc_log.items()]):
             cells.extend(cooc_log.decode(blob))
-        self.logged[key] = max((int(k[1:]) + 1 for k, _ in log if k != "s"), default=0)
-        shard = IndexShard.restore(int(key[1:]), self.shards, self.params, entries, cells)
+        logged = [(k, bytes(b)) for k, b in self.log.items()]
+        self.logged[key] = max((int(k[1:]) + 1 for k, _ in logged if k != "s"), default=0)
+        logs = [index_log.decode(b) for b in _ordered(logged)]
+        shard = IndexShard.restore(int(key[1:]), self.shards, self.params, entries, cells, logs)
+        shard.auto_sync = False  # refreshed on a time budget below (`refresh_ms`)
         self.live[key] = shard
+        self.synced[key] = time.monotonic()
         self.restores.inc()
         event = {"event": "shard_loaded", "shard": shard.shard, "shards": self.shards, "items": len(shard),
-                 "cooc_cells": len(cells), "seconds": round(time.perf_counter() - t0, 3),
+                 "cooc_cells": len(shard.cells), "seconds": round(time.perf_counter() - t0, 3),
                  "at_ms": int(time.time() * 1000)}
         return shard, json.dumps(event, separators=(",", ":")).encode()
 
-    def _log_cells(self, key: str, shard: IndexShard, cells: dict[tuple[str, str], float]) -> None:
-        """One blob for this batch's cells; every COMPACT_EVERY blobs, one snapshot replaces them."""
+    def _persist(self, key: str, shard: IndexShard, out: BatchOut) -> None:
+        """One blob of what the batch changed; every COMPACT_EVERY blobs, one snapshot replaces them all."""
         n = self.logged.get(key, 0)
         if n < COMPACT_EVERY:
-            self.cooc_log.put(f"d{n:09d}", cooc_log.encode_map(cells))
+            self.log.put(f"d{n:09d}", index_log.encode(shard.delta(out.items, out.cells)))
             self.logged[key] = n + 1
             return
-        self.cooc_log.clear()
-        self.cooc.clear()  # a restored 0.1 layout is folded into the snapshot too
-        self.cooc_log.put("s", cooc_log.encode(shard.cooc_cells()))
+        for old in (self.log, self.items, self.cooc, self.cooc_log):  # earlier releases' layouts fold in too
+            old.clear()
+        self.log.put("s", index_log.encode(shard.snapshot()))
         self.logged[key] = 0
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
@@ -102,24 +118,26 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         if loaded is not None:
             yield loaded
         if batch[0] == _VECTORS:
-            records = decode_vector_batch(batch)
-        elif batch[0] == _RECORDS:
-            records = decode_records(batch)[1]
+            out = apply_vector_batch(shard, decode_vector_batch(batch))
+        elif batch[0] == _SHARES:
+            now = time.monotonic()
+            if now - self.synced[key] >= self.refresh_ms / 1000:  # changed vectors into the graph, on a budget
+                self.synced[key] = now
+                self.graph_refreshes.inc()
+                self.graph_moves.inc(shard.sync_index())
+            out = apply_batch(shard, batch)
         else:
             msg = f"index stage: batch with tag {batch[0]} on key {key!r}: the job graph routes a foreign record here"
             raise ValueError(msg)
-        out = apply_batch(shard, records)
         self.queries.inc(len(out.partials))
         self.vectors.inc(out.vectors)
         for part in out.partials:
             yield PARTIALS, encode_partial(part)
-        # Keyed state is written once per batch: the last value of every changed entry and cell.
-        if out.items:
-            self.items.put_all({i: index_entry.encode(shard.entry(i)) for i in out.items})
-        if out.cells:
-            self._log_cells(key, shard, out.cells)
+        if out.items.size or out.cells.size:
+            self._persist(key, shard, out)
         if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
             self.reported[key] = shard.mutations // REPORT_EVERY
             yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),
-                              "mutations": shard.mutations, "index_version": shard.version,
-                              "at_ms": int(time.time() * 1000)}, separators=(",", ":")).encode()
+                              "cooc_cells": len(shard.cells), "mutations": shard.mutations,
+                              "index_version": shard.version, "at_ms": int(time.time() * 1000)},
+                             separators=(",", ":")).encode()

@@ -1,9 +1,10 @@
 """One shard of the serving index: live item vectors in HNSW, popularity, co-occurrence, and ranking.
 
 Pure: no pyflink import. The Flink adapter (`operators.index.flink`) keys this by shard, feeds it the
-user stage's interaction shares and queries and the item stage's vectors, persists every change in
-keyed state (`state_schemas.index_entry` per item, co-occurrence cells as `state_schemas.cooc_log` blobs) and rebuilds a
-shard from that state after a restore or a rescale (`IndexShard.restore`).
+user stage's batches (`state_schemas.shares`: the batch's queries, then its interaction shares as
+arrays, learned in one vectorised step) and the item stage's vectors, persists what each batch changed
+as one `state_schemas.index_log` blob (plus periodic snapshots) and rebuilds a shard from that state
+after a restore or a rescale (`IndexShard.restore`).
 
 Ranking is the offline learner's blend (`operators.learner.recommender.OnlineRecommender.rank`):
 z-scores over the candidates of BPR score ``u·v + b``, co-occurrence with the user's recent items and
@@ -20,7 +21,6 @@ by partner, so a shard scores its own items against any seed without seeing othe
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,19 +30,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from operators.ann.index import AnnIndex
+from operators.index.cells import Cells
 from operators.items.logic import initial_item
 from operators.learner.blend import DEFAULT_WEIGHTS, Blend
 from operators.learner.bpr import BPRParams
 from operators.learner.cooc import CoocParams, recency_weights
-from operators.learner.popularity import decay, log_popularity
+from operators.learner.popularity import bump_many, decay, log_popularity
 from operators.learner.rank import top_k
 from state_schemas.errors import ConfigError
 from state_schemas.index_entry import IndexEntry
+from state_schemas.index_log import IndexLog
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import InteractionMsg, PartialMsg, QueryMsg
+from state_schemas.shares import ShareBatch, ShareBuilder
+from state_schemas.shares import decode as decode_shares
 
 WEEK_MS: Final = 7 * 86_400_000
-_exp2: Final = math.exp2
 # Rebuild the HNSW graph instead of moving vectors once more than 1 / REBUILD_SHARE of the items changed
 # (hnswlib here: ~1,000 in-place moves/s against ~15,000 inserts/s into a fresh graph).
 REBUILD_SHARE: Final = 10
@@ -67,12 +70,17 @@ class ShardParams:
     weights: Blend = field(default_factory=lambda: Blend(DEFAULT_WEIGHTS))
     candidates: int = 200
     exact_below: int = 0  # rank every eligible item when there are at most this many (0: always use HNSW)
+    # BPR candidates by an exact scan of the eligible items (one matrix-vector product) when the shard holds
+    # at most this many items, from the HNSW graph above it: at a few thousand items the scan costs tens of
+    # microseconds where a graph search for `candidates` hits costs most of a millisecond.
+    scan_below: int = 10_000
     seed: int = 7
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or self.exact_below < 0 or not self.half_life_ms > 0:
-            msg = (f"ShardParams: need candidates >= 1, exact_below >= 0, half_life_ms > 0; got {self.candidates}, "
-                   f"{self.exact_below}, {self.half_life_ms}. Fix the index settings.")
+        if self.candidates < 1 or self.exact_below < 0 or self.scan_below < 0 or not self.half_life_ms > 0:
+            msg = (f"ShardParams: need candidates >= 1, exact_below >= 0, scan_below >= 0, half_life_ms > 0; got "
+                   f"{self.candidates}, {self.exact_below}, {self.scan_below}, {self.half_life_ms}. Fix the index "
+                   "settings.")
             raise ConfigError(msg)
 
 
@@ -96,10 +104,15 @@ class IndexShard:
         self.count = np.zeros(cap, dtype=np.float64)
         self.weight = np.zeros(cap, dtype=np.float64)
         self.cats: list[str] = []
-        self.by_partner: dict[str, dict[int, float]] = {}
+        self.cells = Cells()
         self.ann = AnnIndex(self.dim + 1, random_seed=p.seed)
         self._dirty: set[int] = set()
         self.mutations = 0
+        # Whether `rank` pushes changed vectors into the graph first. The job's adapter turns this off and
+        # refreshes the graph on a time budget instead (`sync_index`, every `index_refresh_ms`): a graph
+        # rebuild costs tens of milliseconds, and candidates from a graph a second old are scored with the
+        # current vectors anyway.
+        self.auto_sync = True
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -139,7 +152,7 @@ class IndexShard:
         return i
 
     def entry(self, item_id: str) -> IndexEntry:
-        """The keyed-state value of an item this shard holds."""
+        """An item's values as release 0.2's keyed-state entry (tools and tests)."""
         i = self.pos[item_id]
         return IndexEntry(
             vector=self.vecs[i, : self.dim].astype("<f4").tobytes(),
@@ -153,68 +166,155 @@ class IndexShard:
             ordinal=i,
         )
 
-    def apply_interaction(self, m: InteractionMsg, cells: dict[tuple[str, str], float] | None = None) -> list[str]:
-        """Take one interaction share; returns the items whose entry changed.
+    def apply_interaction(self, m: InteractionMsg) -> list[str]:
+        """Take one interaction share (one event: the offline replay and tests); returns the items it changed.
 
-        ``cells`` receives the new value of every co-occurrence cell it changed, keyed (owner, partner):
-        the caller collects a whole batch's cells in one dict and writes each cell once.
+        The job applies whole batches with `apply_shares`, through the same code.
         """
-        changed: list[str] = []
+        b = ShareBuilder()
         if m.item_id is not None:
-            i = self._slot(m.item_id)
-            # `popularity.bump` on Python floats: numpy scalar arithmetic costs ~10x more per call
-            value, last, now, w = float(self.pop[i]), float(self.pop_ts[i]), float(m.ts), m.weight
-            hl = self.params.half_life_ms
-            if now >= last:
-                self.pop[i], self.pop_ts[i] = value * _exp2((last - now) / hl) + w, now
-            else:
-                self.pop[i] = value + w * _exp2((now - last) / hl)
-            self.count[i] += 1.0
-            self.weight[i] += w
-            if m.category:
-                self.cats[i] = m.category
-            changed.append(m.item_id)
-        mine = self.shards == 1
-        pos, by_partner = self.pos, self.by_partner
+            b.add_pop(m.item_id, m.ts, m.weight, m.category)
         for owner, partner, w in m.pairs:
-            if not mine and not self.owns(owner):
-                continue
-            o = pos.get(owner)
-            if o is None:
-                o = self._slot(owner)
-                changed.append(owner)
-            row = by_partner.get(partner)
-            if row is None:
-                row = by_partner[partner] = {}
-            v = row[o] = row.get(o, 0.0) + w
-            if cells is not None:
-                cells[owner, partner] = v
-        self.mutations += 1
-        return changed
+            if self.shards == 1 or self.owns(owner):
+                b.add_pair(owner, partner, w)
+        before = len(self.ids)
+        items, _ = self.learn(b.strings, *_arrays(b))
+        return [self.ids[i] for i in sorted({*items.tolist(), *range(before, len(self.ids))})]
+
+    def apply_shares(self, batch: ShareBatch) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Learn a batch's shares (`state_schemas.shares`); returns (changed item ordinals, changed cell slots)."""
+        return self.learn(batch.strings, batch.pop_item, batch.pop_ts, batch.pop_w, batch.pop_cat,
+                          batch.pair_a, batch.pair_b, batch.pair_w)
+
+    def learn(self, strings: list[str], pop_item: NDArray[np.int32], pop_ts: NDArray[np.int64],
+              pop_w: NDArray[np.float64], pop_cat: NDArray[np.int32], pair_a: NDArray[np.int32],
+              pair_b: NDArray[np.int32], pair_w: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Popularity, counts, categories and co-occurrence of a batch, vectorised.
+
+        Popularity is `popularity.bump_many` (order-independent, like the per-event rule); a pair (a, b)
+        adds its weight to the cell (a, b) when this shard owns a and to (b, a) when it owns b. Returns the
+        ordinals of the items whose values changed (new items included) and the changed cell slots.
+        """
+        ns = len(strings)
+        before = len(self.ids)
+        ordinal = np.full(ns, -1, dtype=np.int64)
+        owned = np.zeros(ns, dtype=bool)
+        owned[pop_item] = True  # the user stage sends an item's popularity to its owner only
+        sides = np.unique(np.concatenate([pair_a, pair_b]))
+        if self.shards == 1:
+            owned[sides] = True
+        else:
+            for j in sides.tolist():
+                owned[j] = owned[j] or self.owns(strings[j])
+        for j in np.flatnonzero(owned).tolist():
+            ordinal[j] = self._slot(strings[j])
+        changed = [np.arange(before, len(self.ids), dtype=np.int64)]
+        if pop_item.size:
+            it = ordinal[pop_item]
+            changed.append(bump_many(self.pop, self.pop_ts, it, pop_ts.astype(np.float64), pop_w,
+                                     self.params.half_life_ms))
+            np.add.at(self.count, it, 1.0)
+            np.add.at(self.weight, it, pop_w)
+            has = np.flatnonzero(pop_cat >= 0)
+            if has.size:  # the last category given for an item in the batch wins
+                last_items, first = np.unique(it[has][::-1], return_index=True)
+                cats = self.cats
+                for o, c in zip(last_items.tolist(), pop_cat[has][::-1][first].tolist(), strict=True):
+                    cats[o] = strings[c]
+        slots = np.zeros(0, dtype=np.int64)
+        if pair_a.size:
+            own_a, own_b = owned[pair_a], owned[pair_b]
+            if self.shards == 1:
+                owners = np.concatenate([ordinal[pair_a], ordinal[pair_b]])
+                partner_idx = np.concatenate([pair_b, pair_a])
+                weights = np.concatenate([pair_w, pair_w])
+            else:
+                owners = np.concatenate([ordinal[pair_a[own_a]], ordinal[pair_b[own_b]]])
+                partner_idx = np.concatenate([pair_b[own_a], pair_a[own_b]])
+                weights = np.concatenate([pair_w[own_a], pair_w[own_b]])
+            used = np.unique(partner_idx)
+            pord = np.zeros(ns, dtype=np.int64)
+            pord[used] = self.cells.partner_ordinals([strings[j] for j in used.tolist()])
+            slots = self.cells.add(owners, pord[partner_idx], weights)
+        self.mutations += int(pop_item.size + pair_a.size)
+        return np.unique(np.concatenate(changed)), slots
 
     def cooc_cells(self) -> list[tuple[str, str, float]]:
-        """Every co-occurrence cell as (owner, partner, value): what `restore` takes back."""
-        ids = self.ids
-        return [(ids[o], partner, v) for partner, row in self.by_partner.items() for o, v in row.items()]
+        """Every co-occurrence cell as (owner, partner, value), in creation order (tools and tests)."""
+        owners, partners, values = self.cells.triples()
+        ids, pids = self.ids, self.cells.partners
+        return [(ids[o], pids[p], v) for o, p, v in zip(owners.tolist(), partners.tolist(), values.tolist(),
+                                                         strict=True)]
+
+    def cooc_rows(self) -> dict[str, dict[int, float]]:
+        """Partner -> {owner ordinal: value}, the cells as release 0.2 held them (tests compare with this)."""
+        out: dict[str, dict[int, float]] = {}
+        for owner, partner, value in self.cooc_cells():
+            out.setdefault(partner, {})[self.pos[owner]] = value
+        return out
 
     def apply_vector(self, item_id: str, state: ItemVector) -> bool:
         """Take the item stage's vector of an item if it is newer than the one held; True if taken."""
-        i = self.pos.get(item_id)
-        if i is not None and int(self.seq[i]) >= state.seq:
-            return False
-        if i is None:
-            i = self._slot(item_id)
         vec = state.as_array()
-        if vec.shape[0] != self.dim:
-            msg = (f"index shard {self.shard}: item {item_id!r} has a {vec.shape[0]}-d vector, the index is "
-                   f"{self.dim}-d; embedding_dim differs between the item stage and the index settings.")
+        taken = self.apply_vectors([item_id], np.array([state.seq], dtype=np.uint64), vec[None, :],
+                                   np.array([state.bias], dtype=np.float32))
+        return bool(taken.size)
+
+    def apply_vectors(self, item_ids: list[str], seq: NDArray[np.uint64], vecs: NDArray[np.float32],
+                      bias: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Take the vectors that are newer (higher seq) than the ones held; returns the ordinals taken."""
+        if vecs.ndim != 2 or (vecs.shape[0] and vecs.shape[1] != self.dim):
+            msg = (f"index shard {self.shard}: item vectors of shape {vecs.shape}, the index is {self.dim}-d; "
+                   "embedding_dim differs between the item stage and the index settings.")
             raise ConfigError(msg)
-        self.vecs[i, : self.dim] = vec
-        self.vecs[i, self.dim] = state.bias
-        self.seq[i] = state.seq
-        self._dirty.add(i)
-        self.mutations += 1
-        return True
+        pos = self.pos
+        rows = np.fromiter((pos.get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        newer = (rows < 0) | (self.seq[np.maximum(rows, 0)] < seq)
+        if not newer.any():
+            return np.zeros(0, dtype=np.int64)
+        take = np.flatnonzero(newer)
+        for j in take[rows[take] < 0].tolist():
+            rows[j] = self._slot(item_ids[j])
+        r = rows[take]
+        self.vecs[r, : self.dim] = vecs[take]
+        self.vecs[r, self.dim] = bias[take]
+        self.seq[r] = seq[take]
+        self._dirty.update(r.tolist())
+        self.mutations += int(take.size)
+        return r
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def delta(self, items: NDArray[np.int64], slots: NDArray[np.int64]) -> IndexLog:
+        """The values of these items and cells as an `IndexLog` blob's content (what a batch changed)."""
+        strings: list[str] = []
+        intern: dict[str, int] = {}
+
+        def idx(s: str) -> int:
+            j = intern.get(s)
+            if j is None:
+                j = intern[s] = len(strings)
+                strings.append(s)
+            return j
+
+        ids, cats = self.ids, self.cats
+        items = np.asarray(items, dtype=np.int64)
+        item_idx = np.array([idx(ids[i]) for i in items.tolist()], dtype=np.int32)
+        cat_idx = np.array([idx(cats[i]) if cats[i] else -1 for i in items.tolist()], dtype=np.int32)
+        owners, partners, values = self.cells.triples(np.asarray(slots, dtype=np.int64))
+        pids = self.cells.partners
+        owner_idx = np.array([idx(ids[o]) for o in owners.tolist()], dtype=np.int32)
+        partner_idx = np.array([idx(pids[p]) for p in partners.tolist()], dtype=np.int32)
+        return IndexLog(
+            strings=tuple(strings), item=item_idx, ordinal=items.astype(np.uint32), seq=self.seq[items],
+            pop=self.pop[items], pop_ts=self.pop_ts[items], count=self.count[items], weight=self.weight[items],
+            bias=self.vecs[items, self.dim], category=cat_idx, vecs=self.vecs[items, : self.dim],
+            cell_owner=owner_idx, cell_partner=partner_idx, cell_value=values,
+        )
+
+    def snapshot(self) -> IndexLog:
+        """Every item and every cell, as one `IndexLog` (what a compaction writes)."""
+        return self.delta(np.arange(len(self.ids), dtype=np.int64), np.arange(len(self.cells), dtype=np.int64))
 
     @classmethod
     def restore(
@@ -222,34 +322,63 @@ class IndexShard:
         shard: int,
         shards: int,
         params: ShardParams,
-        entries: Iterable[tuple[str, IndexEntry]],
-        cooc: Iterable[tuple[str, str, float]],
+        entries: Iterable[tuple[str, IndexEntry]] = (),
+        cooc: Iterable[tuple[str, str, float]] = (),
+        logs: Iterable[IndexLog] = (),
     ) -> IndexShard:
         """A shard rebuilt from keyed state, items in their original order (bit-identical scores).
+
+        ``entries`` and ``cooc`` are the layouts of releases 0.1/0.2 ("index-items", "index-cooc",
+        "index-cooc-log"), read first; then ``logs`` (`state_schemas.index_log` snapshot and batch blobs)
+        in order, a later value of an item or a cell replacing an earlier one.
 
         A rescale of the job moves whole shard keys, so this holds across rescales too. Changing
         ``index_shards`` is different: items would sit in shards that no longer own them; it needs a
         fresh index (docs/operations.md).
         """
         s = cls(shard, shards, params)
-        for item_id, e in sorted(entries, key=lambda p: (p[1].ordinal, p[0])):
-            i = s._slot(item_id)
-            s.vecs[i, : s.dim] = e.as_array()
-            s.vecs[i, s.dim] = e.bias
-            s.seq[i] = e.vector_seq
-            s.pop[i], s.pop_ts[i], s.count[i], s.weight[i] = e.popularity, e.popularity_ts, e.count, e.weight
-            s.cats[i] = e.category
+        d = s.dim
+        items: dict[str, tuple[int, int, float, float, float, float, float, str, NDArray[np.float32]]] = {}
+        for item_id, e in entries:
+            items[item_id] = (e.ordinal, e.vector_seq, e.popularity, float(e.popularity_ts), float(e.count),
+                              e.weight, e.bias, e.category, e.as_array())
+        cell_o: list[str] = []
+        cell_p: list[str] = []
+        cell_v: list[float] = []
         for owner, partner, value in cooc:
-            o = s.pos.get(owner)
-            if o is None:
-                o = s._slot(owner)
-            s.by_partner.setdefault(partner, {})[o] = value
+            cell_o.append(owner)
+            cell_p.append(partner)
+            cell_v.append(value)
+        for log in logs:
+            st = log.strings
+            for j, (i, o) in enumerate(zip(log.item.tolist(), log.ordinal.tolist(), strict=True)):
+                c = int(log.category[j])
+                items[st[i]] = (o, int(log.seq[j]), float(log.pop[j]), float(log.pop_ts[j]), float(log.count[j]),
+                                float(log.weight[j]), float(log.bias[j]), st[c] if c >= 0 else "", log.vecs[j])
+            cell_o += [st[i] for i in log.cell_owner.tolist()]
+            cell_p += [st[i] for i in log.cell_partner.tolist()]
+            cell_v += log.cell_value.tolist()
+        for item_id, (_o, seq, pop, pop_ts, count, weight, bias, cat, vec) in sorted(
+                items.items(), key=lambda kv: (kv[1][0], kv[0])):
+            i = s._slot(item_id)
+            s.vecs[i, :d] = vec
+            s.vecs[i, d] = bias
+            s.seq[i] = seq
+            s.pop[i], s.pop_ts[i], s.count[i], s.weight[i] = pop, pop_ts, count, weight
+            s.cats[i] = cat
+        if cell_o:
+            owners = np.fromiter((s._slot(o) for o in cell_o), dtype=np.int64, count=len(cell_o))
+            s.cells.set(owners, s.cells.partner_ordinals(cell_p), np.asarray(cell_v, dtype=np.float64))
         s.sync_index()
         return s
 
     def sync_index(self) -> int:
-        """Push changed vectors into HNSW in one batch (single inserts are slow); returns how many."""
-        if not self._dirty:
+        """Push changed vectors into HNSW in one batch (single inserts are slow); returns how many.
+
+        Nothing to do while the shard holds at most ``scan_below`` items: candidates then come from a
+        scan, and the graph is built in one go once the shard grows past that.
+        """
+        if not self._dirty or len(self.ids) <= self.params.scan_below:
             return 0
         idx = sorted(self._dirty)
         n = len(self.ids)
@@ -268,10 +397,9 @@ class IndexShard:
             return None
         out = np.zeros(n, dtype=np.float64)
         for w, s in zip(recency_weights(len(seeds), self.params.cooc.recency), seeds, strict=True):
-            row = self.by_partner.get(s)
-            if row:
-                idx = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
-                out[idx] += float(w) * np.fromiter(row.values(), dtype=np.float64, count=len(row))
+            row = self.cells.row(s)
+            if row is not None:
+                out[row[0]] += float(w) * row[1]  # a partner's row holds each owner once
         if self.params.cooc.alpha:
             out /= np.maximum(self.weight[:n], 1.0) ** self.params.cooc.alpha
         return out
@@ -316,11 +444,15 @@ class IndexShard:
             cand = elig
         else:
             parts = []
-            if q.vector is not None:
+            if q.vector is not None and n <= p.scan_below:
+                qv = np.append(np.asarray(q.vector, dtype=np.float32), np.float32(1.0))
+                parts.append(elig[top_k(self.vecs[elig] @ qv, p.candidates)])
+            elif q.vector is not None:
                 # No exclusion set in the graph search (over-fetching by a user's whole history costs a
                 # near-exhaustive search); ineligible hits are dropped here, co-occurrence and popularity
                 # candidates make up the rest.
-                self.sync_index()
+                if self.auto_sync:
+                    self.sync_index()
                 hits = self.ann.query(np.append(q.vector, np.float32(1.0)), p.candidates)
                 found = np.fromiter((self.pos[i] for i, _ in hits), dtype=np.int64, count=len(hits))
                 parts.append(found[eligible[found]])
@@ -341,32 +473,47 @@ class IndexShard:
         return [(self.ids[cand[j]], float(scores[j])) for j in top_k(scores, q.k)]
 
 
-def interaction_shares(
-    recent: tuple[str, ...], item_id: str, ts: int, weight: float, category: str | None, *, window: int, shards: int
-) -> list[tuple[int, InteractionMsg]]:
-    """What each shard must learn from one interaction: its item's popularity and the pairs it owns.
+def route_event(builders: dict[int, ShareBuilder], recent: tuple[str, ...], item_id: str, ts: int, weight: float,
+                category: str | None, *, window: int, shards: int) -> None:
+    """Add one interaction's shares to the per-index-shard builders of a batch.
 
-    ``recent`` is the user's recent items before this one, oldest first; the last ``window`` distinct
-    ones pair with ``item_id`` in both directions (`operators.learner.cooc.pair_messages`, on ids).
+    The item's popularity goes to its owner; each pair of the item with one of the user's last ``window``
+    recent items (``recent``: distinct, oldest first, before this item) goes, once, to the owner of each
+    side (`ShareBuilder` pairs are unordered: a shard learns the side it owns).
 
-    >>> [(s, m.item_id, m.pairs) for s, m in interaction_shares(("a", "b"), "c", 5, 1.0, None, window=1, shards=1)]
-    [(0, 'c', (('c', 'b', 1.0), ('b', 'c', 1.0)))]
+    >>> b: dict[int, ShareBuilder] = {}
+    >>> route_event(b, ("a", "b"), "c", 5, 1.0, None, window=1, shards=1)
+    >>> b[0].strings, b[0].pair_a, b[0].pair_b
+    (['c', 'b'], [0], [1])
     """
-    partners: dict[str, None] = {}
-    for j in recent[-window:]:
-        if j != item_id:
-            partners.pop(j, None)
-            partners[j] = None
-    by_shard: dict[int, list[tuple[str, str, float]]] = {}
-    for j in partners:
-        by_shard.setdefault(shard_of(item_id, shards), []).append((item_id, j, weight))
-        by_shard.setdefault(shard_of(j, shards), []).append((j, item_id, weight))
+    partners = [j for j in recent[-window:] if j != item_id]
+    if shards == 1:
+        b = builders.get(0)
+        if b is None:
+            b = builders[0] = ShareBuilder()
+        b.add_event(item_id, ts, weight, category, partners)
+        return
     own = shard_of(item_id, shards)
-    by_shard.setdefault(own, [])
-    return [
-        (s, InteractionMsg(item_id if s == own else None, ts, weight, category, tuple(pairs)))
-        for s, pairs in sorted(by_shard.items())
-    ]
+    b = builders.get(own)
+    if b is None:
+        b = builders[own] = ShareBuilder()
+    b.add_pop(item_id, ts, weight, category)
+    for j in partners:
+        b.add_pair(item_id, j, weight)
+        other = shard_of(j, shards)
+        if other != own:
+            bo = builders.get(other)
+            if bo is None:
+                bo = builders[other] = ShareBuilder()
+            bo.add_pair(item_id, j, weight)
+
+
+def _arrays(b: ShareBuilder) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.float64], NDArray[np.int32],
+                                      NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]:
+    return (np.array(b.pop_item, dtype=np.int32), np.array(b.pop_ts, dtype=np.int64),
+            np.array(b.pop_w, dtype=np.float64), np.array(b.pop_cat, dtype=np.int32),
+            np.array(b.pair_a, dtype=np.int32), np.array(b.pair_b, dtype=np.int32),
+            np.array(b.pair_w, dtype=np.float64))
 
 
 def split_vector_batch(data: bytes, shards: int) -> list[tuple[int, bytes]]:
@@ -383,33 +530,45 @@ def split_vector_batch(data: bytes, shards: int) -> list[tuple[int, bytes]]:
 
 @dataclass(slots=True)
 class BatchOut:
-    """What one batch did to a shard: partial answers in query order and the state entries to write."""
+    """What one batch did to a shard: partial answers in query order and what to persist."""
 
     partials: list[PartialMsg] = field(default_factory=list)
-    items: set[str] = field(default_factory=set)  # items whose IndexEntry changed
-    cells: dict[tuple[str, str], float] = field(default_factory=dict)  # co-occurrence cells, last value
+    items: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # changed ordinals
+    cells: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # changed cell slots
     vectors: int = 0
 
 
-def apply_batch(shard: IndexShard, records: list[bytes]) -> BatchOut:
-    """Queries, interaction shares and item vectors of one batch, in order: rank, learn, take vectors."""
-    from state_schemas.codec import TAGS
-    from state_schemas.messages import decode_interaction, decode_query, decode_vector_msg
+def apply_batch(shard: IndexShard, data: bytes) -> BatchOut:
+    """One ShareBatch: rank its queries against the state before it, then learn its shares.
 
-    query, interaction, vector = TAGS["query_msg"], TAGS["interaction_msg"], TAGS["item_vector_msg"]
+    Why queries first: a batch's shares are learned in one vectorised step, so a query in the middle of
+    the batch cannot see exactly the shares before it. Ranking every query before the batch keeps the
+    online evaluation test-then-learn (an evaluation query never sees its own interaction) at the cost of
+    up to one batch of other interactions (~``batch_ms``) not yet in popularity and co-occurrence.
+    """
+    from state_schemas.messages import decode_query
+
+    batch = decode_shares(data)
     out = BatchOut()
+    out.partials = [shard.rank(decode_query(q)) for q in batch.queries]
+    out.items, out.cells = shard.apply_shares(batch)
+    return out
+
+
+def apply_vector_batch(shard: IndexShard, records: list[bytes]) -> BatchOut:
+    """Item vectors from the item stage (ItemVectorMsg records of a VectorBatch); newer ones are taken."""
+    from state_schemas.messages import decode_vector_msg
+
+    ids: list[str] = []
+    states: list[ItemVector] = []
     for record in records:
-        tag = record[0]
-        if tag == query:
-            out.partials.append(shard.rank(decode_query(record)))
-        elif tag == interaction:
-            out.items.update(shard.apply_interaction(decode_interaction(record), out.cells))
-        elif tag == vector:
-            item_id, _ts, state = decode_vector_msg(record)
-            if shard.apply_vector(item_id, state):
-                out.vectors += 1
-                out.items.add(item_id)
-        else:
-            msg = f"index shard {shard.shard}: record with tag {tag}: the job graph routes a foreign record here"
-            raise ValueError(msg)
+        item_id, _ts, state = decode_vector_msg(record)
+        ids.append(item_id)
+        states.append(state)
+    out = BatchOut()
+    if ids:
+        taken = shard.apply_vectors(ids, np.array([v.seq for v in states], dtype=np.uint64),
+                                    np.stack([v.as_array() for v in states]),
+                                    np.array([v.bias for v in states], dtype=np.float32))
+        out.items, out.vectors = np.unique(taken), int(taken.size)
     return out

@@ -8,6 +8,8 @@ gradients go back to the item stage as `ItemUpdate`s.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -27,9 +29,16 @@ class ItemTable:
         self.index: dict[str, int] = {}
         self.vecs = np.zeros((capacity, dim), dtype=np.float32)
         self.biases = np.zeros(capacity, dtype=np.float32)
+        self.crc = np.zeros(capacity, dtype=np.uint32)  # crc32 of each id: shards of rows without rehashing
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def shards_of(self, rows: NDArray[np.int64], shards: int) -> NDArray[np.int64]:
+        """The item shard of each row (`operators.items.logic.item_shard`, vectorised)."""
+        if shards == 1:
+            return np.zeros(rows.shape[0], dtype=np.int64)
+        return (self.crc[rows] % np.uint32(shards)).astype(np.int64)
 
     def upsert(self, item_id: str, vec: NDArray[np.float32], bias: float) -> int:
         """Insert or replace an item's vector; return its dense index."""
@@ -39,8 +48,10 @@ class ItemTable:
             if i == self.vecs.shape[0]:
                 self.vecs = np.concatenate([self.vecs, np.zeros_like(self.vecs)])
                 self.biases = np.concatenate([self.biases, np.zeros_like(self.biases)])
+                self.crc = np.concatenate([self.crc, np.zeros_like(self.crc)])
             self.ids.append(item_id)
             self.index[item_id] = i
+            self.crc[i] = zlib.crc32(item_id.encode())
         self.vecs[i] = vec
         self.biases[i] = bias
         return i

@@ -4,7 +4,7 @@ Per call: one `RecordBatch` of a user shard (events and requests in stream order
 watermark) goes through `operators.profile.shard.step`; the users it changed are written back to keyed
 state in one ``put_all`` per state; its outputs leave as one record per downstream shard:
 coalesced item gradients (`GradBatch`) on the main output to the item shards, queries and interaction
-shares (`RecordBatch`) on `INDEX` to the index shards, closed sessions on `SESSIONS`.
+shares (`ShareBatch`) on `INDEX` to the index shards, closed sessions on `SESSIONS`.
 
 The in-memory `UserShard` is a cache of keyed state: it is loaded from state on the first record of
 its key after `open()` (every profile, to rebuild the heap of session ends) and every change is
@@ -34,7 +34,7 @@ from operators.profile.logic import SessionSummary
 from operators.profile.rows import WRITTEN_AT, profile_from_row
 from operators.profile.shard import UserParams, UserShard, step
 from state_schemas import item_vector, seen_items, user_profile
-from state_schemas.batches import decode_records, encode_grads, encode_records
+from state_schemas.batches import decode_records, encode_grads
 from state_schemas.codec import TAGS
 from state_schemas.messages import decode_vector_batch, decode_vector_msg
 from state_schemas.shard_meta import USER_META_STATE, blank_start, written_before
@@ -189,8 +189,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self.late.inc(out.late)
         self.requests.inc(out.requests)
         self.eval_queries.inc(out.eval_queries)
-        for s, recs in out.index.items():
-            yield INDEX, (index_key(s), encode_records(recs))
+        for s, shares in out.index.items():
+            yield INDEX, (index_key(s), shares)
         for s, grads in out.grads.items():
             for item_id in grads.item_ids:
                 self.own_ts[item_id] = grads.ts

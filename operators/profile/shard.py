@@ -7,8 +7,9 @@ events and requests, in stream order, and the router's watermark. The per-user r
 learning is vectorised over the batch:
 
 - **Test, then learn.** For a sampled event (``eval_percent``, by event id) the evaluation query is
-  built from the user's state just before that event (profile and history), and it precedes the
-  event's interaction shares on the channel to each index shard, so the index ranks before it learns.
+  built from the user's state just before that event (profile and history). Each index shard gets the
+  batch as one `ShareBatch`: its queries (requests and evaluation queries, in stream order), ranked
+  before the batch's interaction shares are learned, so an evaluation never sees its own interaction.
   Its user vector is the one from just before the event (the query is built after the batch's BPR
   rounds, from each user's vector path); the item vectors of the session rung are the replica's.
 - **BPR over the batch.** Every applied event with weight > 0 is one row: the user's vector, the item,
@@ -36,8 +37,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from operators.index.logic import interaction_shares
-from operators.items.logic import initial_item, item_shard
+from operators.index.logic import route_event
+from operators.items.logic import initial_item
 from operators.learner.bpr import BPRParams
 from operators.learner.bpr_batch import CoalescedGrads, apply_coalesced, bpr_batch_user_step, coalesce, rounds
 from operators.learner.cooc import CoocParams
@@ -49,8 +50,9 @@ from state_schemas.batches import GradBatch
 from state_schemas.codec import NO_TS, TAGS
 from state_schemas.errors import ConfigError
 from state_schemas.events import decode_event
-from state_schemas.messages import decode_request, encode_interaction, encode_query
+from state_schemas.messages import decode_request, encode_query
 from state_schemas.requests_v1 import RequestV1
+from state_schemas.shares import ShareBuilder, encode_builder
 from state_schemas.user_profile import UserProfile
 
 _REQUEST_TAG = TAGS["request_msg"]
@@ -126,7 +128,7 @@ class StepOut:
     """What one batch did: outputs for the downstream stages and which users changed."""
 
     closed: list[logic.SessionSummary] = field(default_factory=list)
-    index: dict[int, list[bytes]] = field(default_factory=dict)  # index shard -> queries / interactions
+    index: dict[int, bytes] = field(default_factory=dict)  # index shard -> ShareBatch (queries, shares)
     grads: dict[int, GradBatch] = field(default_factory=dict)  # item shard -> coalesced gradients
     changed: set[str] = field(default_factory=set)  # users whose profile or history changed
     events: int = 0
@@ -154,15 +156,15 @@ def step(
     """
     out = StepOut()
     p = params
-    index = out.index
-    scatter = range(p.index_shards)
+    builders: dict[int, ShareBuilder] = {}
+    queries: list[bytes] = []  # every index shard ranks every query, before the batch's shares
     vec_of = _vector_lookup(table)
     rows_user: list[str] = []
     rows_item: list[int] = []
     rows_weight: list[float] = []
     rows_of: dict[str, int] = {}  # user -> BPR rows so far in this batch
     last_ts: dict[str, int] = {}
-    evals: list[tuple[Any, UserProfile | None, tuple[str, ...], int, list[tuple[int, int]]]] = []
+    evals: list[tuple[Any, UserProfile | None, tuple[str, ...], int, int]] = []
     max_ts = NO_TS
     decoded: list[tuple[bool, Any]] = [
         (True, decode_request(blob)) if blob[0] == _REQUEST_TAG else (False, decode_event(blob)) for blob in records
@@ -171,7 +173,7 @@ def step(
         _hydrate(shard, {r.user_id for _, r in decoded}, hydrate, out)
     for is_request, ev in decoded:
         if is_request:
-            _request(shard, ev, vec_of, out, p)
+            queries.append(_request(shard, ev, vec_of, out, p))
             continue
         uid = ev.user_id
         prof = shard.profiles.get(uid)
@@ -185,18 +187,12 @@ def step(
         seen = shard.seen_of(uid) or ()
         if seen and ev.item_id not in seen and sampled(ev.event_id, p.eval_percent):
             # The query is built after learning (below), from the user's vector as it was just before this
-            # event: a place is kept for it on each shard's channel, ahead of this event's shares.
+            # event; its place among the batch's queries is kept here.
             out.eval_queries += 1
-            slots = []
-            for s in scatter:
-                lst = index.setdefault(s, [])
-                slots.append((s, len(lst)))
-                lst.append(b"")
-            evals.append((ev, prof, seen, rows_of.get(uid, 0), slots))
-        recent = prof.recent_items if prof is not None else ()
-        for s, share in interaction_shares(recent, ev.item_id, ev.ts, ev.weight, ev.category,
-                                           window=p.cooc_window, shards=p.index_shards):
-            index.setdefault(s, []).append(encode_interaction(share))
+            evals.append((ev, prof, seen, rows_of.get(uid, 0), len(queries)))
+            queries.append(b"")
+        route_event(builders, prof.recent_items if prof is not None else (), ev.item_id, ev.ts, ev.weight,
+                    ev.category, window=p.cooc_window, shards=p.index_shards)
         shard.seen[uid] = seen_items.add(seen, ev.item_id, p.seen_max)
         shard.profiles[uid] = new
         out.changed.add(uid)
@@ -217,17 +213,19 @@ def step(
             heapq.heappush(shard.ends, (res.timer_ts, uid))
     if last_ts:
         paths = _learn(shard, rows_user, rows_item, rows_weight, last_ts, max_ts, table, rng, out, p)
-        for ev, prof, seen, k, slots in evals:
+        for ev, prof, seen, k, slot in evals:
             if prof is not None and (prof.embedding or k):
                 path = paths[ev.user_id]  # shorter than k when the table was too small to learn
                 prof = prof.with_embedding(path[min(k, len(path) - 1)], prof.embedding_ts)
-            q = encode_query(make_query(
+            queries[slot] = encode_query(make_query(
                 prof, seen, vec_of, qid=f"eval:{ev.event_id}", user_id=ev.user_id, kind="eval", k=p.eval_k,
                 ts=ev.ts, target=ev.item_id, shards=p.index_shards, session_weight=p.session_weight,
                 personalize_after=p.personalize_after,
             ))
-            for s, i in slots:
-                index[s][i] = q
+    for s_ in range(p.index_shards):
+        b = builders.get(s_)
+        if queries or b is not None:
+            out.index[s_] = encode_builder(b, queries)
     _close_sessions(shard, watermark, out, p)
     return out
 
@@ -262,21 +260,20 @@ def _vector_lookup(table: ItemTable) -> ItemVectors:
     return vec
 
 
-def _request(shard: UserShard, req: RequestV1, vec_of: ItemVectors, out: StepOut, p: UserParams) -> None:
+def _request(shard: UserShard, req: RequestV1, vec_of: ItemVectors, out: StepOut, p: UserParams) -> bytes:
+    """The query of a request (every index shard gets it); the request changes no state."""
     out.requests += 1
     uid = req.user_id
     prof = shard.profiles.get(uid)
     seen = shard.seen_of(uid)
     digest = state_digest(None if prof is None else user_profile.encode(prof),
                           None if seen is None else seen_items.encode(seen))
-    q = encode_query(make_query(
+    return encode_query(make_query(
         prof, seen or (), vec_of, qid=req.request_id, user_id=uid, kind="request",
         k=req.k, ts=req.ts, exclude_seen=req.exclude_seen, category=req.category,
         shards=p.index_shards, session_weight=p.session_weight, personalize_after=p.personalize_after,
         digest=digest,
     ))
-    for s in range(p.index_shards):
-        out.index.setdefault(s, []).append(q)
 
 
 def _learn(
@@ -315,14 +312,16 @@ def _learn(
     if not parts:
         return paths
     grads = coalesce(*parts)
-    by_shard: dict[int, list[int]] = {}
+    if not len(grads):
+        return paths
     ids = table.ids
-    for j, item in enumerate(grads.items.tolist()):
-        by_shard.setdefault(item_shard(ids[item], p.item_shards), []).append(j)
-    for s, rows in by_shard.items():
-        sel = np.asarray(rows, dtype=np.int64)
-        out.grads[s] = GradBatch(max_ts, [ids[i] for i in grads.items[sel].tolist()], grads.vec[sel],
-                                 grads.bias[sel], grads.count[sel].astype(np.uint32))
+    shard_of_row = table.shards_of(grads.items, p.item_shards)
+    order = np.argsort(shard_of_row, kind="stable")
+    bounds = np.flatnonzero(np.diff(shard_of_row[order])) + 1
+    for sel in np.split(order, bounds):
+        rows = grads.items[sel]
+        out.grads[int(shard_of_row[sel[0]])] = GradBatch(max_ts, [ids[i] for i in rows.tolist()], grads.vec[sel],
+                                                          grads.bias[sel], grads.count[sel].astype(np.uint32))
     apply_coalesced(bpr, table.vecs, table.biases, grads)
     return paths
 

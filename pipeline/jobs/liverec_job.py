@@ -188,7 +188,7 @@ def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
     index = (
         users.get_side_output(INDEX).union(vectors_to_index)
         .key_by(lambda r: r[0], key_type=Types.STRING())
-        .process(IndexStage(shard_params(s), s.index_shards), output_type=bytes_type)
+        .process(IndexStage(shard_params(s), s.index_shards, s.index_refresh_ms), output_type=bytes_type)
         .name("index-shard").uid("index-shard")
     )
     index.sink_to(bytes_sink(s, "index-events", name="index-events")).name("index-events-sink").uid(

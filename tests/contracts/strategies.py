@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from state_schemas.events import EVENT_TYPE_NAMES, Event
 from state_schemas.index_entry import IndexEntry
+from state_schemas.index_log import IndexLog
 from state_schemas.item_vector import ItemVector
 from state_schemas.user_profile import FP_BYTES, NO_TS, Session, UserProfile
 from state_schemas.user_profile_v1 import N_TYPES
@@ -127,6 +129,39 @@ def index_entries(draw: st.DrawFn) -> IndexEntry:
     )
 
 
+@st.composite
+def index_logs(draw: st.DrawFn) -> IndexLog:
+    """Any index-shard log blob content: items and cells over a string table."""
+    strings = tuple(draw(st.lists(ids, min_size=1, max_size=6, unique=True)))
+    ns, dim = len(strings), draw(st.sampled_from([0, 1, 3]))
+    n, c = draw(st.integers(0, 4)), draw(st.integers(0, 5))
+    idx = st.integers(0, ns - 1)
+
+    def arr(strategy: st.SearchStrategy[Any], size: int, dtype: str) -> Any:
+        return np.array(draw(st.lists(strategy, min_size=size, max_size=size)), dtype=dtype)
+
+    f64 = st.floats(allow_nan=False, width=64)
+    return IndexLog(
+        strings=strings, item=arr(idx, n, "<i4"), ordinal=arr(st.integers(0, 2**32 - 1), n, "<u4"),
+        seq=arr(st.integers(0, U64), n, "<u8"), pop=arr(f64, n, "<f8"), pop_ts=arr(f64, n, "<f8"),
+        count=arr(f64, n, "<f8"), weight=arr(f64, n, "<f8"),
+        bias=arr(st.floats(allow_nan=False, width=32), n, "<f4"), category=arr(st.integers(-1, ns - 1), n, "<i4"),
+        vecs=arr(st.floats(allow_nan=False, width=32), n * dim, "<f4").reshape(n, dim),
+        cell_owner=arr(idx, c, "<i4"), cell_partner=arr(idx, c, "<i4"), cell_value=arr(f64, c, "<f8"),
+    )
+
+
+def sample_index_log() -> IndexLog:
+    """An index log of two items and two cells (fixed)."""
+    return IndexLog(
+        strings=("item-1", "item-2", "books"), item=np.array([0, 1], "<i4"), ordinal=np.array([0, 1], "<u4"),
+        seq=np.array([3, 0], "<u8"), pop=np.array([2.5, 1.0]), pop_ts=np.array([1.764e12, 1.764e12]),
+        count=np.array([3.0, 1.0]), weight=np.array([3.0, 1.0]), bias=np.array([0.5, -0.5], "<f4"),
+        category=np.array([2, -1], "<i4"), vecs=np.ones((2, 4), "<f4"), cell_owner=np.array([0, 1], "<i4"),
+        cell_partner=np.array([1, 0], "<i4"), cell_value=np.array([1.0, 1.0]),
+    )
+
+
 def typical_profile() -> UserProfile:
     """A profile of the size the job keeps for an active user (fixed, for example-based tests)."""
     return UserProfile(
@@ -157,6 +192,7 @@ SAMPLES: dict[str, Any] = {
     "index_entry": IndexEntry(bytes(range(256)), 0.5, 13, 3.25, 1_764_000_000_000, 4, 6.5, "books", 12),
     "seen_items": tuple(f"item-{i}" for i in range(50)),
     "cooc_log": [(f"item-{i}", f"item-{i + 1}", 1.5 * i) for i in range(20)],
+    "index_log": sample_index_log(),
 }
 
 #: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
@@ -168,4 +204,5 @@ EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
     "index_entry": index_entries(),
     "seen_items": st.lists(ids, max_size=20).map(tuple),
     "cooc_log": st.lists(st.tuples(ids, ids, st.floats(allow_nan=False)), max_size=20),
+    "index_log": index_logs(),
 }

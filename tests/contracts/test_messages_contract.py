@@ -40,6 +40,8 @@ from state_schemas.messages import (
 )
 from state_schemas.registry import CODECS
 from state_schemas.requests_v1 import RequestV1
+from state_schemas.shares import ShareBuilder, encode_builder
+from state_schemas.shares import decode as decode_shares
 from tests.contracts.strategies import SAMPLES
 
 _STATE = ItemVector.from_array(np.linspace(-1, 1, 16), bias=0.5, update_count=3, seq=3, updated_ts=1_764_000_000_000)
@@ -48,6 +50,9 @@ _QUERY = QueryMsg("r1", "u1", "request", 10, "personalized", 5, np.linspace(0, 1
                   "books", ("b", "c"), 4, None, 2)
 _PARTIAL = PartialMsg("r1", "u1", "eval", 10, "session", 5, None, "i9", 1, 2, (("a", 1.5),), (("b", 2.0),), (),
                       True, "s1:v3", "bpr64")
+
+_SHARES = ShareBuilder()
+_SHARES.add_event("i2", 5, 1.0, "books", ("i1",))
 
 _ANN = AnnIndex(dim=4)
 _ANN.upsert_many(["a", "b"], np.eye(4, dtype=np.float32)[:2])
@@ -65,6 +70,7 @@ BLOBS: dict[str, bytes] = {
     "record_batch": encode_records([encode_request(RequestV1("r1", "u1", 5, 10, True, None, 0))], 5),
     "grad_batch": encode_grads(GradBatch(5, ["a", "b"], np.ones((2, 4), np.float32), np.ones(2, np.float32),
                                          np.ones(2, np.uint32))),
+    "share_batch": encode_builder(_SHARES, [encode_query(_QUERY)]),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -79,6 +85,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "vector_batch_msg": decode_vector_batch,
     "record_batch": decode_records,
     "grad_batch": decode_grads,
+    "share_batch": decode_shares,
 }
 
 
@@ -130,6 +137,19 @@ def test_serving_records_round_trip() -> None:
     assert decode_partial(BLOBS["partial_msg"]) == _PARTIAL
     assert decode_request(BLOBS["request_msg"]) == RequestV1("r1", "u1", 5, 10, True, None, 0)
     assert decode_interaction(BLOBS["interaction_msg"]).pairs == (("i1", "i2", 1.0),)
+
+
+def test_share_batches_round_trip_and_reject_bad_indices() -> None:
+    b = decode_shares(BLOBS["share_batch"])
+    assert [decode_query(q).qid for q in b.queries] == ["r1"]
+    assert b.strings == ["i2", "books", "i1"] and b.pop_ts.tolist() == [5] and b.pop_cat.tolist() == [1]
+    assert (b.pair_a.tolist(), b.pair_b.tolist(), b.pair_w.tolist()) == ([0], [2], [1.0])
+    bad = bytearray(BLOBS["share_batch"])
+    at = bad.index(b"i2\x1fbooks")  # the string table is last: cut one string
+    with pytest.raises(SchemaError):
+        decode_shares(bytes(bad[:at]) + b"i2\x1fbooks")
+    with pytest.raises(SchemaError):
+        decode_shares(BLOBS["share_batch"][:-3])
 
 
 def test_vector_batches_round_trip_and_carry_the_newest_time() -> None:

@@ -9,13 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.index.logic import IndexShard, ShardParams, interaction_shares, shard_of
+from operators.index.logic import IndexShard, ShardParams, apply_batch, route_event, shard_of
 from operators.learner.blend import Blend
 from operators.learner.bpr import BPRParams
 from operators.learner.popularity import log_popularity
 from operators.learner.rank import top_k
+from state_schemas import index_log
 from state_schemas.item_vector import ItemVector
-from state_schemas.messages import InteractionMsg, QueryMsg
+from state_schemas.messages import QueryMsg, encode_query
+from state_schemas.shares import ShareBuilder, encode_builder
 from tests.contracts.strategies import FEW
 
 DIM = 8
@@ -26,19 +28,23 @@ def params(**kw: object) -> ShardParams:
     return ShardParams(bpr=BPRParams(dim=DIM), **kw)  # type: ignore[arg-type]
 
 
-def fed(n_items: int = 60, n_events: int = 600, seed: int = 1, shards: int = 1, shard: int = 0,
+def fed(n_items: int = 60, n_events: int = 600, seed: int = 1, shards: int = 1, shard: int = 0, batch: int = 7,
         **kw: object) -> IndexShard:
-    """A shard fed a random stream of interactions and vectors (what the job sends it)."""
+    """A shard fed a random stream of interactions (in batches of ``batch`` events) and vectors."""
     rng = np.random.default_rng(seed)
     stream = [(int(rng.integers(0, 20)), f"i{int(rng.zipf(1.5)) % n_items}") for _ in range(n_events)]
     s = IndexShard(shard, shards, params(**kw))
     recent: dict[int, tuple[str, ...]] = {}
+    builders: dict[int, ShareBuilder] = {}
     for t, (u, item) in enumerate(stream):
-        for sh, share in interaction_shares(recent.get(u, ()), item, T0 + 1000 * t, 1.0, f"c{hash(item) % 3}",
-                                            window=10, shards=shards):
-            if sh == shard:
-                s.apply_interaction(share)
+        category = f"c{zlib.crc32(item.encode()) % 3}"
+        route_event(builders, recent.get(u, ()), item, T0 + 1000 * t, 1.0 + (t % 3) / 2, category, window=10,
+                    shards=shards)
         recent[u] = (*tuple(x for x in recent.get(u, ()) if x != item), item)[-20:]
+        if t % batch == batch - 1 or t == len(stream) - 1:
+            if shard in builders:
+                apply_batch(s, encode_builder(builders[shard]))
+            builders = {}
         if t % 50 == 0:
             for j in list(s.pos):  # the item's vector depends on (seed, t, item) only, whatever the shard
                 r = np.random.default_rng([seed, t, zlib.crc32(j.encode())])
@@ -66,11 +72,22 @@ def exhaustive(s: IndexShard, q: QueryMsg) -> list[str]:
         w = 0.8 ** np.arange(len(seeds) - 1, -1, -1)
         c = np.zeros(len(idx))
         for wi, seed in zip(w, seeds, strict=True):
-            row = s.by_partner.get(seed, {})
+            row = s.cooc_rows().get(seed, {})
             c += wi * np.array([row.get(int(i), 0.0) for i in idx])
         comps["cooc"] = c / np.maximum(s.weight[idx], 1.0) ** 0.5
     scores = Blend().score(comps)
     return [s.ids[idx[j]] for j in top_k(scores, q.k)]
+
+
+def test_scanned_bpr_candidates_are_the_exact_top_of_the_eligible_items() -> None:
+    s = fed(candidates=5)
+    q = query(np.linspace(-1, 1, DIM).astype(np.float32), exclude=("i0", "i1"))
+    n = len(s.ids)
+    elig = [i for i in range(n) if s.count[i] > 0 and s.ids[i] not in q.exclude]
+    qv = np.append(q.vector, 1.0).astype(np.float32)
+    best = {s.ids[i] for i in sorted(elig, key=lambda i: -float(s.vecs[i] @ qv))[:5]}
+    ranked = {i for i, _ in s.rank(q._replace(k=50)).ranked}
+    assert best <= ranked  # the blend ranks the union of the candidate lists; the scan's top 5 are in it
 
 
 def test_exact_ranking_is_the_offline_blend() -> None:
@@ -81,9 +98,10 @@ def test_exact_ranking_is_the_offline_blend() -> None:
         assert [i for i, _ in s.rank(q).ranked] == exhaustive(s, q)
 
 
-def test_candidates_cover_the_whole_catalogue_gives_the_same_answer_as_exact() -> None:
+@pytest.mark.parametrize("scan_below", [0, 10_000])  # candidates from the HNSW graph / from a scan
+def test_candidates_cover_the_whole_catalogue_gives_the_same_answer_as_exact(scan_below: int) -> None:
     exact = fed(exact_below=10_000)
-    ann = fed(candidates=500)
+    ann = fed(candidates=500, scan_below=scan_below)
     q = query(np.ones(DIM, np.float32), seeds=("i4",))
     assert [i for i, _ in ann.rank(q).ranked] == [i for i, _ in exact.rank(q).ranked]
 
@@ -111,8 +129,19 @@ def test_a_vector_change_moves_the_item_to_the_top() -> None:
 
 def test_restore_from_entries_and_cells_gives_identical_answers() -> None:
     s = fed()
-    cells = [(s.ids[o], partner, v) for partner, row in s.by_partner.items() for o, v in row.items()]
-    again = IndexShard.restore(0, 1, s.params, [(i, s.entry(i)) for i in s.ids], cells)
+    # release 0.2's layout (one entry per item, cells as triples), and this release's snapshot
+    legacy = IndexShard.restore(0, 1, s.params, [(i, s.entry(i)) for i in s.ids], s.cooc_cells())
+    again = IndexShard.restore(0, 1, s.params, logs=[index_log.decode(index_log.encode(s.snapshot()))])
+    assert legacy.cooc_rows() == again.cooc_rows() == s.cooc_rows()
+    assert again.ids == s.ids
+    n = len(s.ids)
+    for name in ("pop", "pop_ts", "count", "weight", "seq"):
+        assert np.array_equal(getattr(again, name)[:n], getattr(s, name)[:n]), name
+    assert np.array_equal(again.vecs[:n], s.vecs[:n]) and again.cats == s.cats
+    rng = np.random.default_rng(9)
+    for _ in range(10):
+        q = query(rng.standard_normal(DIM).astype(np.float32), seeds=("i1", "i7"))
+        assert legacy.rank(q).ranked == s.rank(q).ranked
     rng = np.random.default_rng(9)
     for _ in range(10):
         q = query(rng.standard_normal(DIM).astype(np.float32), seeds=("i1", "i7"))
@@ -144,13 +173,21 @@ def test_sharded_shards_hold_disjoint_items_and_their_union_is_one_shard(shards:
             assert p.count[p.pos[i]] == one.count[one.pos[i]]
 
 
-def test_interaction_shares_route_pairs_to_the_owner() -> None:
-    shares = interaction_shares(("a", "b", "c"), "d", 5, 2.0, "x", window=10, shards=3)
-    for shard, m in shares:
-        assert all(shard_of(owner, 3) == shard for owner, _, _ in m.pairs)
-        assert (m.item_id == "d") == (shard == shard_of("d", 3))
-    pairs = {(o, p) for _, m in shares for o, p, _ in m.pairs}
-    assert pairs == {(x, y) for a in "abc" for x, y in ((a, "d"), ("d", a))}
+def test_shares_route_popularity_to_the_owner_and_each_pair_to_both_owners() -> None:
+    builders: dict[int, ShareBuilder] = {}
+    route_event(builders, ("a", "b", "c"), "d", 5, 2.0, "x", window=10, shards=3)
+    for shard, b in builders.items():
+        pops = [b.strings[i] for i in b.pop_item]
+        assert pops == (["d"] if shard == shard_of("d", 3) else [])
+        for a, p in zip(b.pair_a, b.pair_b, strict=True):  # a shard gets a pair only when it owns a side
+            assert shard in (shard_of(b.strings[a], 3), shard_of(b.strings[p], 3))
+    learned = set()
+    for shard in range(3):
+        s = IndexShard(shard, 3, params())
+        if shard in builders:
+            apply_batch(s, encode_builder(builders[shard]))
+        learned |= {(o, p) for o, p, _ in s.cooc_cells()}
+    assert learned == {(x, y) for a in "abc" for x, y in ((a, "d"), ("d", a))}
 
 
 def test_bad_settings_name_the_setting() -> None:
@@ -161,35 +198,66 @@ def test_bad_settings_name_the_setting() -> None:
     s = fed()
     with pytest.raises(Exception, match="embedding_dim"):
         s.apply_vector("i1", ItemVector.from_array(np.ones(DIM + 1), seq=10**6))
-    _ = InteractionMsg
 
 
-def test_cells_logged_per_batch_and_compacted_restore_the_same_shard() -> None:
-    # What the adapter persists: blobs of each batch's changed cells, folded into a snapshot; replayed in
-    # order (later values win) they give back every cell, so the restored shard ranks identically.
-    from operators.index.logic import apply_batch
-    from state_schemas import cooc_log
-    from state_schemas.messages import encode_interaction
-
+def test_batches_logged_and_compacted_restore_the_same_shard() -> None:
+    # What the adapter persists: one IndexLog blob per batch with what the batch changed, and now and then a
+    # snapshot that replaces the blobs before it; replayed in order (later values win) they rebuild the shard.
     s = IndexShard(0, 1, params())
     rng = np.random.default_rng(4)
-    recent: list[str] = []
+    recent: tuple[str, ...] = ()
     blobs = []
+    snapshot_at = 10
     for b in range(20):
-        recs = []
+        builders: dict[int, ShareBuilder] = {}
         for t in range(30):
             item = f"i{rng.integers(40)}"
-            for _, share in interaction_shares(tuple(recent), item, 1_000 * (30 * b + t), 1.0, None,
-                                               window=5, shards=1):
-                recs.append(encode_interaction(share))
-            recent = (recent + [item])[-5:]
-        out = apply_batch(s, recs)
-        blob = cooc_log.encode_map(out.cells)  # what the adapter writes
-        assert blob == cooc_log.encode([(o, p, v) for (o, p), v in out.cells.items()])
-        blobs.append(blob)
-    snapshot = cooc_log.encode(s.cooc_cells()[: len(s.cooc_cells()) // 2])  # an older snapshot: deltas complete it
-    cells = [c for blob in [snapshot, *blobs] for c in cooc_log.decode(blob)]
-    again = IndexShard.restore(0, 1, s.params, [(i, s.entry(i)) for i in s.ids], cells)
-    assert again.by_partner == s.by_partner
+            route_event(builders, recent, item, 1_000 * (30 * b + t), 1.0, f"c{t % 2}" if t % 3 else None,
+                        window=5, shards=1)
+            recent = (*(x for x in recent if x != item), item)[-5:]
+        q = encode_query(query(rng.standard_normal(DIM).astype(np.float32), seeds=recent[-2:]))
+        out = apply_batch(s, encode_builder(builders[0], [q]))
+        assert len(out.partials) == 1
+        blobs.append(index_log.encode(s.delta(out.items, out.cells)))
+        if b == snapshot_at:
+            snapshot = index_log.encode(s.snapshot())
+    from_log = IndexShard.restore(0, 1, s.params, logs=[index_log.decode(x) for x in blobs])
+    compacted = IndexShard.restore(0, 1, s.params,
+                                   logs=[index_log.decode(x) for x in [snapshot, *blobs[snapshot_at + 1 :]]])
     q = query(rng.standard_normal(DIM).astype(np.float32), seeds=("i1", "i7"))
-    assert again.rank(q).ranked == s.rank(q).ranked
+    for again in (from_log, compacted):
+        assert again.cooc_rows() == s.cooc_rows()
+        assert again.ids == s.ids and again.cats == s.cats
+        assert again.rank(q).ranked == s.rank(q).ranked
+
+
+def test_queries_rank_against_the_state_before_their_batch() -> None:
+    # test-then-learn: an evaluation query never sees its own batch's interactions
+    s = IndexShard(0, 1, params())
+    b = ShareBuilder()
+    b.add_event("a", T0, 1.0, None, ())
+    apply_batch(s, encode_builder(b))
+    b = ShareBuilder()
+    b.add_event("target", T0 + 1, 1.0, None, ("a",))
+    q = encode_query(query(None, kind="eval", target="target", source="cold_start"))
+    out = apply_batch(s, encode_builder(b, [q]))
+    assert not out.partials[0].target_known
+    assert [i for i, _ in out.partials[0].trending] == ["a"]
+    assert s.count[s.pos["target"]] == 1 and s.cooc_rows()["a"] == {s.pos["target"]: 1.0}
+
+
+@FEW
+@given(st.integers(0, 10_000), st.sampled_from([1, 3, 50]), st.sampled_from([1, 2]))
+def test_batched_learning_equals_event_by_event(seed: int, batch: int, shards: int) -> None:
+    # counts, categories and cells exactly; popularity up to float rounding (the batch formula is exact
+    # in real numbers: decayed sums do not depend on order)
+    one = fed(n_events=300, seed=seed, batch=1, shards=shards)
+    many = fed(n_events=300, seed=seed, batch=batch, shards=shards)
+    n = len(one.ids)
+    assert sorted(one.ids) == sorted(many.ids)
+    order = [many.pos[i] for i in one.ids]
+    assert np.array_equal(one.count[:n], many.count[order]) and [many.cats[i] for i in order] == one.cats
+    assert np.allclose(one.pop[:n], many.pop[order], rtol=1e-12) and np.array_equal(one.pop_ts[:n],
+                                                                                     many.pop_ts[order])
+    rows = {p: {one.ids[o]: v for o, v in r.items()} for p, r in one.cooc_rows().items()}
+    assert rows == {p: {many.ids[o]: v for o, v in r.items()} for p, r in many.cooc_rows().items()}

@@ -13,10 +13,11 @@ from operators.profile.embedding import ItemTable
 from operators.profile.shard import UserParams, UserShard, sampled, step
 from operators.serving.logic import state_digest
 from state_schemas import seen_items, user_profile
-from state_schemas.codec import NO_TS, TAGS
+from state_schemas.codec import NO_TS
 from state_schemas.events import Event, encode_event
 from state_schemas.messages import decode_query, encode_request
 from state_schemas.requests_v1 import RequestV1
+from state_schemas.shares import decode as decode_shares
 
 T0 = 1_764_000_000_000
 GAP = 60_000
@@ -60,15 +61,15 @@ def test_duplicates_change_nothing_and_are_counted() -> None:
     assert shard.profiles["u"] is before
 
 
-def test_evaluation_query_precedes_the_interaction_it_scores() -> None:
+def test_evaluation_queries_travel_with_the_batch_shares_they_must_not_see() -> None:
     shard = UserShard()
     run(shard, [event(1, "u", T0, "a")])
     out = run(shard, [event(2, "u", T0 + 1, "b"), event(3, "u", T0 + 2, "a")])
-    tags = [r[0] for r in out.index[0]]
-    q, n = TAGS["query_msg"], TAGS["interaction_msg"]
-    # b is unseen: query then its share; a was seen: no query, only its share
-    assert tags == [q, n, n]
-    assert decode_query(out.index[0][0]).target == "b"
+    batch = decode_shares(out.index[0])
+    # b is unseen: one query; a was seen: no query; both events' shares follow in the same batch, which the
+    # index learns only after ranking its queries (tests/unit/index: test_queries_rank_against_the_state...)
+    assert [decode_query(q).target for q in batch.queries] == ["b"]
+    assert [batch.strings[i] for i in batch.pop_item] == ["b", "a"]
     assert out.eval_queries == 1
 
 
@@ -79,7 +80,9 @@ def test_a_request_changes_no_state_and_carries_the_state_digest() -> None:
     req = RequestV1("r1", "u", T0 + 5, 5, True, None)
     out = step(shard, [encode_request(req)], NO_TS, ItemTable(8), np.random.default_rng(1), P)
     assert out.changed == set() and shard.profiles["u"] is before and out.requests == 1
-    q = decode_query(out.index[0][0])
+    batch = decode_shares(out.index[0])
+    assert batch.pop_item.size == 0 and batch.pair_a.size == 0
+    q = decode_query(batch.queries[0])
     assert q.digest == state_digest(user_profile.encode(before), seen_items.encode(shard.seen["u"]))
     assert "a" in q.exclude
 
@@ -162,7 +165,7 @@ def test_a_second_evaluation_in_one_batch_sees_the_users_vector_after_the_first_
     run(shard, [event(i, "u", T0 + i, f"w{i}") for i in range(6)], table=table)  # history, a vector, items
     emb0 = shard.profiles["u"].embedding_vector().copy()
     out = run(shard, [event(10, "u", T0 + 100, "n1"), event(11, "u", T0 + 101, "n2")], table=table)
-    queries = [decode_query(r) for r in out.index[0] if r[0] == TAGS["query_msg"]]
+    queries = [decode_query(r) for r in decode_shares(out.index[0]).queries]
     assert [q.target for q in queries] == ["n1", "n2"]
     assert np.allclose(queries[0].vector, emb0)
     assert not np.allclose(queries[1].vector, emb0)  # moved by the first event's BPR step
