@@ -24,9 +24,8 @@ from operators.serving.logic import EvalOutcome, finish, model_version
 from pipeline.errors import ConfigError
 from pipeline.jobs.liverec_job import bpr_params, router_params, shard_params, user_params
 from pipeline.settings import Settings
-from state_schemas import index_log, seen_items, user_profile
+from state_schemas import index_log, item_cols, seen_items, user_profile
 from state_schemas.batches import decode_grads, decode_records, encode_grads, encode_records
-from state_schemas.messages import encode_vector_batch, encode_vector_msg
 
 
 def replay(settings: Settings, values: list[bytes], topics: list[str] | None = None,
@@ -49,7 +48,7 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
         shard.auto_sync = False
     table = ItemTable(bpr.dim)
     rng = np.random.default_rng(s.model_seed)
-    dirty: dict[int, set[str]] = {k: set() for k in items}
+    dirty: dict[int, set[int]] = {k: set() for k in items}
     flush_every = max(1, s.item_flush_ms // s.batch_ms)
     counts = {"events": 0, "requests": 0, "dead_letters": 0, "partials": 0, "sessions": 0}
     model = model_version(s.embedding_dim, s.negatives, s.model_seed)
@@ -77,9 +76,8 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
             counts["sessions"] += len(out.closed)
             for k, g in out.grads.items():
                 changed = items[k].apply(bpr, decode_grads(encode_grads(g)), s.model_seed)
-                for i in changed:  # what the adapter writes back to keyed state
-                    items[k].blob(i)
-                dirty[k].update(changed)
+                item_cols.encode_log(items[k].cols(changed))  # what the adapter writes back to keyed state
+                dirty[k].update(changed.tolist())
             for k, shares in out.index.items():
                 if b % refresh_every == 0:
                     index[k].sync_index()
@@ -97,19 +95,18 @@ def replay(settings: Settings, values: list[bytes], topics: list[str] | None = N
     return {**counts, "seconds": round(seconds, 3), "events_per_s": round(counts["events"] / seconds, 1)}
 
 
-def _feedback(items: dict[int, ItemShard], dirty: dict[int, set[str]], table: ItemTable,
+def _feedback(items: dict[int, ItemShard], dirty: dict[int, set[int]], table: ItemTable,
               index: dict[int, IndexShard], shards: int) -> None:
     from operators.index.logic import split_vector_batch
-    from state_schemas.messages import decode_vector_batch, decode_vector_msg
+    from operators.profile.embedding import upsert_many
+    from state_schemas.item_cols import decode_vector_batch, encode_vector_batch
 
     for k, shard in items.items():
         if not dirty[k]:
             continue
-        msgs = [encode_vector_msg(i, (st := shard.state(i)).updated_ts, st) for i in sorted(dirty[k])]
+        batch = encode_vector_batch(shard.cols(np.asarray(sorted(dirty[k]), dtype=np.int64)))
         dirty[k] = set()
-        batch = encode_vector_batch(msgs)
-        for msg in decode_vector_batch(batch):
-            item_id, _ts, st = decode_vector_msg(msg)
-            table.upsert(item_id, st.as_array(), st.bias)
+        cols = decode_vector_batch(batch)
+        upsert_many(table, list(cols.ids), cols.vecs, cols.bias)
         for n, part in split_vector_batch(batch, shards):
             apply_vector_batch(index[n], decode_vector_batch(part))

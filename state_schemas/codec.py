@@ -52,6 +52,7 @@ TAGS: Final[Mapping[str, int]] = {
     "cooc_log": ord("C"),
     "share_batch": ord("Z"),
     "index_log": ord("L"),
+    "item_log": ord("T"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

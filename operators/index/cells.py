@@ -1,14 +1,14 @@
 """Co-occurrence cells of one index shard: owner ordinal x partner, summed weights, added to in bulk.
 
 Pure: no pyflink import. Why not a dict of dicts (release 0.2): a batch adds thousands of increments,
-and a Python loop over them cost more than the rest of the index stage. Here a batch's increments are
-summed per cell with numpy (`add`), and only the distinct cells touch Python dictionaries: one lookup per
-distinct cell, one insert per new one.
+and a Python loop over them cost more than the rest of the index stage. Here everything is numpy: a
+batch's increments are summed per cell (`np.unique` + `np.bincount`), looked up in a sorted key array
+(`np.searchsorted`) and new cells merged into it (`np.insert`, a memory move, no sort).
 
-Layout: cell ``slot`` holds (owner, partner, value) in three growable arrays; ``slot_of`` maps
-``owner << 32 | partner`` to the slot; ``rows[partner]`` lists the partner's slots in the order they were
-created, so scoring a seed reads one row (`row`). Owners are the shard's item ordinals, partners are
-ordinals of ``partners`` (any item, owned by this shard or not).
+Layout: cell ``slot`` holds (owner, partner, value) in three growable arrays, slots in creation order.
+``keys`` is sorted and holds ``partner << 32 | owner`` of every cell, ``slots`` the slot of each key, so
+the cells of one partner are one contiguous run of ``keys`` (`row`: two binary searches). Owners are
+the shard's item ordinals, partners ordinals of ``partners`` (any item, owned by this shard or not).
 
 >>> c = Cells()
 >>> p = c.partner_ordinals(["a", "b"])
@@ -34,19 +34,18 @@ _LOW = np.int64(0xFFFFFFFF)
 class Cells:
     """Sparse owner x partner matrix of summed co-occurrence weights."""
 
-    __slots__ = ("partners", "ppos", "slot_of", "owner", "partner", "value", "n", "rows", "_row_cache")
+    __slots__ = ("partners", "ppos", "owner", "partner", "value", "n", "keys", "slots")
 
     def __init__(self) -> None:
         """No cells."""
         self.partners: list[str] = []
         self.ppos: dict[str, int] = {}
-        self.slot_of: dict[int, int] = {}
         self.owner = np.zeros(1024, dtype=np.int32)
         self.partner = np.zeros(1024, dtype=np.int32)
         self.value = np.zeros(1024, dtype=np.float64)
         self.n = 0
-        self.rows: list[list[int]] = []
-        self._row_cache: dict[int, NDArray[np.int64]] = {}  # partner -> its slots as an array, until it grows
+        self.keys = np.zeros(0, dtype=np.int64)  # sorted partner << 32 | owner of every cell
+        self.slots = np.zeros(0, dtype=np.int64)  # slot of each key
 
     def __len__(self) -> int:
         """Number of cells."""
@@ -54,14 +53,15 @@ class Cells:
 
     def partner_ordinals(self, ids: Sequence[str]) -> NDArray[np.int64]:
         """Ordinals of partner ids (new ones are added)."""
-        out = np.empty(len(ids), dtype=np.int64)
         ppos = self.ppos
-        for j, pid in enumerate(ids):
-            p = ppos.get(pid)
+        got = [ppos.get(pid, -1) for pid in ids]
+        out = np.array(got, dtype=np.int64)
+        for j in np.flatnonzero(out < 0).tolist():
+            pid = ids[j]
+            p = ppos.get(pid)  # an id given twice is added once
             if p is None:
                 p = ppos[pid] = len(self.partners)
                 self.partners.append(pid)
-                self.rows.append([])
             out[j] = p
         return out
 
@@ -78,29 +78,28 @@ class Cells:
 
     def add(self, owners: NDArray[np.integer[Any]], partners: NDArray[np.integer[Any]],
             weights: NDArray[np.floating[Any]]) -> NDArray[np.int64]:
-        """Add ``weights`` to the cells (owner, partner); returns the distinct slots changed, ascending key."""
+        """Add ``weights`` to the cells (owner, partner); returns the distinct slots changed, by key."""
         if owners.size == 0:
             return np.zeros(0, dtype=np.int64)
-        keys = (owners.astype(np.int64) << _SHIFT) | partners.astype(np.int64)
+        keys = (partners.astype(np.int64) << _SHIFT) | owners.astype(np.int64)
         uk, inv = np.unique(keys, return_inverse=True)
-        sums = np.bincount(inv, weights=weights, minlength=uk.shape[0])
-        get = self.slot_of.get
-        slots = np.fromiter((get(k, -1) for k in uk.tolist()), dtype=np.int64, count=uk.shape[0])
-        new = np.flatnonzero(slots < 0)
+        sums = np.bincount(inv.reshape(-1), weights=weights, minlength=uk.shape[0])
+        at = np.asarray(np.searchsorted(self.keys, uk), dtype=np.int64)
+        known = at < self.keys.shape[0]
+        known[known] = self.keys[at[known]] == uk[known]
+        slots = np.empty(uk.shape[0], dtype=np.int64)
+        slots[known] = self.slots[at[known]]
+        new = np.flatnonzero(~known)
         if new.size:
             start = self.n
             self._grow(start + new.size)
             fresh = np.arange(start, start + new.size, dtype=np.int64)
             slots[new] = fresh
             nk = uk[new]
-            nparts = nk & _LOW
-            self.owner[start : start + new.size] = nk >> _SHIFT
-            self.partner[start : start + new.size] = nparts
-            self.slot_of.update(zip(nk.tolist(), fresh.tolist(), strict=True))
-            rows, cache = self.rows, self._row_cache
-            for s, p in zip(fresh.tolist(), nparts.tolist(), strict=True):
-                rows[p].append(s)
-                cache.pop(p, None)
+            self.owner[start : start + new.size] = nk & _LOW
+            self.partner[start : start + new.size] = nk >> _SHIFT
+            self.keys = np.insert(self.keys, at[new], nk)  # nk is sorted: one merge, no sort
+            self.slots = np.insert(self.slots, at[new], fresh)
             self.n = start + new.size
         self.value[slots] += sums
         return slots
@@ -110,22 +109,22 @@ class Cells:
         """Set cells to ``values`` (restore); the last value of a cell given twice wins."""
         if owners.size == 0:
             return
-        keys = (owners.astype(np.int64) << _SHIFT) | partners.astype(np.int64)
+        keys = (partners.astype(np.int64) << _SHIFT) | owners.astype(np.int64)
         # last occurrence of each key: unique over the reversed keys gives first-in-reverse
         uk, first = np.unique(keys[::-1], return_index=True)
         vals = np.asarray(values, dtype=np.float64)[::-1][first]
-        slots = self.add(uk >> _SHIFT, uk & _LOW, np.zeros(uk.shape[0]))
+        slots = self.add(uk & _LOW, uk >> _SHIFT, np.zeros(uk.shape[0]))
         self.value[slots] = vals
 
-    def row(self, partner_id: str) -> tuple[NDArray[np.int32], NDArray[np.float64]] | None:
+    def row(self, partner_id: str) -> tuple[NDArray[np.int64], NDArray[np.float64]] | None:
         """(owner ordinals, values) of the cells whose partner is ``partner_id``; None when it has none."""
         p = self.ppos.get(partner_id)
-        if p is None or not self.rows[p]:
+        if p is None:
             return None
-        idx = self._row_cache.get(p)
-        if idx is None:
-            idx = self._row_cache[p] = np.array(self.rows[p], dtype=np.int64)
-        return self.owner[idx], self.value[idx]
+        lo, hi = np.searchsorted(self.keys, [p << 32, (p + 1) << 32])
+        if lo == hi:
+            return None
+        return self.keys[lo:hi] & _LOW, self.value[self.slots[lo:hi]]
 
     def triples(self, slots: NDArray[np.int64] | None = None) -> tuple[NDArray[np.int32], NDArray[np.int32],
                                                                        NDArray[np.float64]]:

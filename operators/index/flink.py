@@ -31,7 +31,8 @@ from pyflink.datastream.state import MapStateDescriptor
 from operators.index.logic import BatchOut, IndexShard, ShardParams, apply_batch, apply_vector_batch
 from state_schemas import cooc_log, index_entry, index_log
 from state_schemas.codec import TAGS
-from state_schemas.messages import decode_vector_batch, encode_partial
+from state_schemas.item_cols import decode_vector_batch
+from state_schemas.messages import encode_partial
 
 PARTIALS = OutputTag("partials", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 LOG_STATE = "index-log"  # "s" -> snapshot blob, "d<seq>" -> one blob per batch (index_log codec)

@@ -40,6 +40,7 @@ from operators.learner.rank import top_k
 from state_schemas.errors import ConfigError
 from state_schemas.index_entry import IndexEntry
 from state_schemas.index_log import IndexLog
+from state_schemas.item_cols import ItemCols
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import InteractionMsg, PartialMsg, QueryMsg
 from state_schemas.shares import ShareBatch, ShareBuilder
@@ -206,7 +207,10 @@ class IndexShard:
         else:
             for j in sides.tolist():
                 owned[j] = owned[j] or self.owns(strings[j])
-        for j in np.flatnonzero(owned).tolist():
+        idx = np.flatnonzero(owned)
+        pos = self.pos
+        ordinal[idx] = [pos.get(strings[j], -1) for j in idx.tolist()]
+        for j in idx[ordinal[idx] < 0].tolist():
             ordinal[j] = self._slot(strings[j])
         changed = [np.arange(before, len(self.ids), dtype=np.int64)]
         if pop_item.size:
@@ -517,15 +521,14 @@ def _arrays(b: ShareBuilder) -> tuple[NDArray[np.int32], NDArray[np.int64], NDAr
 
 
 def split_vector_batch(data: bytes, shards: int) -> list[tuple[int, bytes]]:
-    """A VectorBatch of the item stage as one VectorBatch per index shard that owns some of its items."""
-    from state_schemas.messages import decode_vector_batch, decode_vector_msg, encode_vector_batch
+    """A VectorBatch of the item stage as one VectorBatch (v2) per index shard that owns some of its items."""
+    from state_schemas.item_cols import decode_vector_batch, encode_vector_batch
 
     if shards == 1:
         return [(0, data)]
-    by_shard: dict[int, list[bytes]] = {}
-    for msg in decode_vector_batch(data):
-        by_shard.setdefault(shard_of(decode_vector_msg(msg)[0], shards), []).append(msg)
-    return [(s, encode_vector_batch(m)) for s, m in sorted(by_shard.items())]
+    cols = decode_vector_batch(data)
+    owner = np.fromiter((shard_of(i, shards) for i in cols.ids), dtype=np.int64, count=len(cols))
+    return [(int(s), encode_vector_batch(cols.take(np.flatnonzero(owner == s)))) for s in np.unique(owner)]
 
 
 @dataclass(slots=True)
@@ -555,20 +558,10 @@ def apply_batch(shard: IndexShard, data: bytes) -> BatchOut:
     return out
 
 
-def apply_vector_batch(shard: IndexShard, records: list[bytes]) -> BatchOut:
-    """Item vectors from the item stage (ItemVectorMsg records of a VectorBatch); newer ones are taken."""
-    from state_schemas.messages import decode_vector_msg
-
-    ids: list[str] = []
-    states: list[ItemVector] = []
-    for record in records:
-        item_id, _ts, state = decode_vector_msg(record)
-        ids.append(item_id)
-        states.append(state)
+def apply_vector_batch(shard: IndexShard, cols: ItemCols) -> BatchOut:
+    """Item vectors from the item stage (a decoded VectorBatch); those newer than the ones held are taken."""
     out = BatchOut()
-    if ids:
-        taken = shard.apply_vectors(ids, np.array([v.seq for v in states], dtype=np.uint64),
-                                    np.stack([v.as_array() for v in states]),
-                                    np.array([v.bias for v in states], dtype=np.float32))
+    if len(cols):
+        taken = shard.apply_vectors(list(cols.ids), cols.seq, cols.vecs, cols.bias.astype(np.float32))
         out.items, out.vectors = np.unique(taken), int(taken.size)
     return out

@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from numpy.typing import NDArray
 
 from operators.items.logic import initial_item
 from operators.learner.bpr import BPRParams
 from operators.learner.bpr_batch import CoalescedGrads, apply_coalesced
 from operators.profile.embedding import ItemTable
-from state_schemas import item_vector_v1
 from state_schemas.batches import GradBatch
 from state_schemas.codec import NO_TS
+from state_schemas.item_cols import ItemCols
 from state_schemas.item_vector import ItemVector
 
 
@@ -32,9 +33,9 @@ class ItemShard:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.table = ItemTable(dim)
-        self.seq: list[int] = []
-        self.updates: list[int] = []
-        self.updated_ts: list[int] = []
+        self.seq = np.zeros(1024, dtype=np.uint64)
+        self.updates = np.zeros(1024, dtype=np.uint64)
+        self.updated_ts = np.full(1024, NO_TS, dtype=np.int64)
         self.hydrated = 0  # items whose state came from `apply`'s hydrate
 
     def __len__(self) -> int:
@@ -45,52 +46,66 @@ class ItemShard:
         """Item ids in row order."""
         return self.table.ids
 
+    def _row(self, item_id: str, vec: NDArray[np.float32], bias: float) -> int:
+        i = self.table.upsert(item_id, vec, bias)
+        if i >= self.seq.shape[0]:
+            cap = max(2 * self.seq.shape[0], i + 1)
+            self.seq, self.updates = np.resize(self.seq, cap), np.resize(self.updates, cap)
+            self.updated_ts = np.resize(self.updated_ts, cap)
+        return i
+
     def put(self, item_id: str, v: ItemVector) -> int:
         """Insert or replace one item's state; returns its row."""
-        i = self.table.upsert(item_id, v.as_array(), v.bias)
-        if i == len(self.seq):
-            self.seq.append(0)
-            self.updates.append(0)
-            self.updated_ts.append(NO_TS)
+        i = self._row(item_id, v.as_array(), v.bias)
         self.seq[i], self.updates[i], self.updated_ts[i] = v.seq, v.update_count, v.updated_ts
         return i
 
-    def blob(self, item_id: str) -> bytes:
-        """The item's keyed-state bytes, straight from the arrays (`item_vector.encode` of `state`, faster)."""
-        i, t = self.table.index[item_id], self.table
-        return item_vector_v1.pack(self.seq[i], self.updates[i], self.updated_ts[i], float(t.biases[i]), t.vecs[i])
+    def put_cols(self, c: ItemCols) -> None:
+        """Insert or replace the states of a batch of items (a restore from `state_schemas.item_cols`)."""
+        for j, item_id in enumerate(c.ids):
+            i = self._row(item_id, c.vecs[j], float(c.bias[j]))
+            self.seq[i], self.updates[i], self.updated_ts[i] = c.seq[j], c.update_count[j], c.updated_ts[j]
+
+    def cols(self, rows: NDArray[np.int64]) -> ItemCols:
+        """These rows' states as columns (feedback records, the state log)."""
+        t, ids = self.table, self.table.ids
+        return ItemCols(tuple(ids[i] for i in rows.tolist()), self.seq[rows], self.updates[rows],
+                        self.updated_ts[rows], t.biases[rows].astype(np.float64), t.vecs[rows])
+
+    def rows_of(self, item_ids: list[str]) -> NDArray[np.int64]:
+        """Rows of items this shard holds."""
+        index = self.table.index
+        return np.fromiter((index[i] for i in item_ids), dtype=np.int64, count=len(item_ids))
 
     def state(self, item_id: str) -> ItemVector:
-        """The item's state as its versioned value (for keyed state, feedback and Cassandra)."""
+        """The item's state as its versioned value (Cassandra rows, tools and tests)."""
         i, t = self.table.index[item_id], self.table
-        return ItemVector.from_array(t.vecs[i], bias=float(t.biases[i]), update_count=self.updates[i],
-                                     seq=self.seq[i], updated_ts=self.updated_ts[i])
+        return ItemVector.from_array(t.vecs[i], bias=float(t.biases[i]), update_count=int(self.updates[i]),
+                                     seq=int(self.seq[i]), updated_ts=int(self.updated_ts[i]))
 
     def apply(self, params: BPRParams, g: GradBatch, seed: int,
-              hydrate: Callable[[list[str]], Mapping[str, ItemVector]] | None = None) -> list[str]:
-        """Apply one batch of coalesced gradients; returns the items it changed.
+              hydrate: Callable[[list[str]], Mapping[str, ItemVector]] | None = None) -> NDArray[np.int64]:
+        """Apply one batch of coalesced gradients; returns the rows it changed, ascending.
 
         An item without state starts from what ``hydrate`` (the adapter's Cassandra read, asked once per
         batch for all such items) returns for it, else from `initial_item`; ``hydrated`` counts the former.
         """
-        missing = [i for i in g.item_ids if i not in self.table.index]
-        found = hydrate(missing) if hydrate is not None and missing else {}
-        rows = np.empty(len(g.item_ids), dtype=np.int64)
-        for j, item_id in enumerate(g.item_ids):
-            i = self.table.index.get(item_id)
-            if i is None:
+        index = self.table.index
+        missing = [i for i in g.item_ids if i not in index]
+        if missing:
+            found = hydrate(missing) if hydrate is not None else {}
+            for item_id in missing:
                 v = found.get(item_id)
                 if v is not None:
                     self.hydrated += 1
-                i = self.put(item_id, v if v is not None else initial_item(params, item_id, seed))
-            rows[j] = i
+                self.put(item_id, v if v is not None else initial_item(params, item_id, seed))
+        rows = self.rows_of(g.item_ids)
         order = np.argsort(rows)  # apply_coalesced takes ascending rows
+        rows = rows[order]
         apply_coalesced(params, self.table.vecs, self.table.biases,
-                        CoalescedGrads(rows[order], np.asarray(g.vec, np.float32)[order],
+                        CoalescedGrads(rows, np.asarray(g.vec, np.float32)[order],
                                        np.asarray(g.bias, np.float32)[order], np.asarray(g.count, np.int64)[order]))
-        for j, i in enumerate(rows.tolist()):
-            self.seq[i] += 1
-            self.updates[i] += int(g.count[j])
-            if g.ts > self.updated_ts[i]:
-                self.updated_ts[i] = g.ts
-        return list(g.item_ids)
+        self.seq[rows] += np.uint64(1)
+        self.updates[rows] += np.asarray(g.count, np.uint64)[order]
+        self.updated_ts[rows] = np.maximum(self.updated_ts[rows], np.int64(g.ts))
+        return rows

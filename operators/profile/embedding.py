@@ -9,6 +9,8 @@ gradients go back to the item stage as `ItemUpdate`s.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +57,18 @@ class ItemTable:
         self.vecs[i] = vec
         self.biases[i] = bias
         return i
+
+
+def upsert_many(table: ItemTable, item_ids: Sequence[str], vecs: NDArray[np.float32],
+                biases: NDArray[np.floating[Any]]) -> NDArray[np.int64]:
+    """`ItemTable.upsert` of many items at once; returns their rows."""
+    index = table.index
+    rows = np.fromiter((index.get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+    for j in np.flatnonzero(rows < 0).tolist():
+        rows[j] = table.upsert(item_ids[j], vecs[j], float(biases[j]))
+    table.vecs[rows] = vecs
+    table.biases[rows] = biases
+    return rows
 
 
 def initial_user(params: BPRParams, user_id: str, seed: int) -> NDArray[np.float32]:

@@ -29,14 +29,15 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
-from operators.profile.embedding import ItemTable
+from operators.profile.embedding import ItemTable, upsert_many
 from operators.profile.logic import SessionSummary
 from operators.profile.rows import WRITTEN_AT, profile_from_row
 from operators.profile.shard import UserParams, UserShard, step
-from state_schemas import item_vector, seen_items, user_profile
+from state_schemas import item_vector, item_vector_v1, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads
 from state_schemas.codec import TAGS
-from state_schemas.messages import decode_vector_batch, decode_vector_msg
+from state_schemas.item_cols import decode_vector_batch, from_states
+from state_schemas.messages import decode_vector_msg
 from state_schemas.shard_meta import USER_META_STATE, blank_start, written_before
 from state_schemas.user_profile import UserProfile
 
@@ -214,19 +215,22 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         if not self.table_loaded:
             self._load_table(ctx)
         data = bytes(value)
-        fresh: dict[str, bytes] = {}
-        for msg in decode_vector_batch(data) if data[0] == _BATCH_TAG else [data]:
-            item_id, _ts, state = decode_vector_msg(msg)
-            # The feedback topic has several partitions: an older vector of an item may arrive after a
-            # newer one. Keep the higher seq, so every user-stage instance converges on the same state.
-            if self.held.get(item_id, -1) >= state.seq:
-                continue
-            self.held[item_id] = state.seq
-            fresh[item_id] = item_vector.encode(state)
-            # A vector older than this subtask's own latest gradient of the item would roll the replica back
-            # (it already holds that gradient): keep the replica; the broadcast state still takes the vector.
-            own = self.own_ts.get(item_id)
-            if own is None or state.updated_ts > own:
-                self.table.upsert(item_id, state.as_array(), state.bias)
-        if fresh:
-            ctx.get_broadcast_state(ITEM_VECTORS_STATE).put_all(fresh)
+        cols = decode_vector_batch(data) if data[0] == _BATCH_TAG else from_states([decode_vector_msg(data)])
+        held, own = self.held, self.own_ts
+        # The feedback topic has several partitions: an older vector of an item may arrive after a newer one.
+        # Keep the higher seq, so every user-stage instance converges on the same state.
+        newer = [j for j, (i, q) in enumerate(zip(cols.ids, cols.seq.tolist(), strict=True)) if held.get(i, -1) < q]
+        if not newer:
+            return
+        fresh = cols.take(np.asarray(newer, dtype=np.int64))
+        ids, seq, ts = fresh.ids, fresh.seq.tolist(), fresh.updated_ts.tolist()
+        held.update(zip(ids, seq, strict=True))
+        ctx.get_broadcast_state(ITEM_VECTORS_STATE).put_all(
+            {i: item_vector_v1.pack(q, c, t, b, v) for i, q, c, t, b, v in zip(
+                ids, seq, fresh.update_count.tolist(), ts, fresh.bias.tolist(), fresh.vecs, strict=True)})
+        # A vector older than this subtask's own latest gradient of the item would roll the replica back (it
+        # already holds that gradient): keep the replica there; the broadcast state still takes the vector.
+        take = [j for j, (i, t) in enumerate(zip(ids, ts, strict=True)) if (o := own.get(i)) is None or t > o]
+        if take:
+            sel = np.asarray(take, dtype=np.int64)
+            upsert_many(self.table, [ids[j] for j in take], fresh.vecs[sel], fresh.bias[sel])

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from state_schemas.events import EVENT_TYPE_NAMES, Event
 from state_schemas.index_entry import IndexEntry
 from state_schemas.index_log import IndexLog
+from state_schemas.item_cols import ItemCols
 from state_schemas.item_vector import ItemVector
 from state_schemas.user_profile import FP_BYTES, NO_TS, Session, UserProfile
 from state_schemas.user_profile_v1 import N_TYPES
@@ -151,6 +152,21 @@ def index_logs(draw: st.DrawFn) -> IndexLog:
     )
 
 
+@st.composite
+def item_col_sets(draw: st.DrawFn) -> ItemCols:
+    """Any columns of item states."""
+    n, dim = draw(st.integers(0, 4)), draw(st.sampled_from([0, 1, 3]))
+
+    def arr(strategy: st.SearchStrategy[Any], size: int, dtype: str) -> Any:
+        return np.array(draw(st.lists(strategy, min_size=size, max_size=size)), dtype=dtype)
+
+    return ItemCols(
+        ids=tuple(draw(st.lists(ids, min_size=n, max_size=n))), seq=arr(st.integers(0, U64), n, "<u8"),
+        update_count=arr(st.integers(0, U64), n, "<u8"), updated_ts=arr(st.integers(I64_MIN, I64_MAX), n, "<i8"),
+        bias=arr(finite, n, "<f8"), vecs=arr(st.floats(allow_nan=False, width=32), n * dim, "<f4").reshape(n, dim),
+    )
+
+
 def sample_index_log() -> IndexLog:
     """An index log of two items and two cells (fixed)."""
     return IndexLog(
@@ -193,6 +209,9 @@ SAMPLES: dict[str, Any] = {
     "seen_items": tuple(f"item-{i}" for i in range(50)),
     "cooc_log": [(f"item-{i}", f"item-{i + 1}", 1.5 * i) for i in range(20)],
     "index_log": sample_index_log(),
+    "item_log": ItemCols(("item-1", "item-2"), np.array([3, 1], "<u8"), np.array([9, 2], "<u8"),
+                         np.array([1_764_000_000_000, -(2**63)], "<i8"), np.array([0.5, -0.25]),
+                         np.ones((2, 4), "<f4")),
 }
 
 #: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
@@ -205,4 +224,5 @@ EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
     "seen_items": st.lists(ids, max_size=20).map(tuple),
     "cooc_log": st.lists(st.tuples(ids, ids, st.floats(allow_nan=False)), max_size=20),
     "index_log": index_logs(),
+    "item_log": item_col_sets(),
 }

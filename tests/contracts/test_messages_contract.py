@@ -152,6 +152,24 @@ def test_share_batches_round_trip_and_reject_bad_indices() -> None:
         decode_shares(BLOBS["share_batch"][:-3])
 
 
+def test_vector_batch_v2_carries_columns_and_v1_records_still_decode() -> None:
+    from state_schemas import item_cols
+
+    v2 = item_cols.encode_vector_batch(SAMPLES["item_log"])
+    assert v2[0] == TAGS["vector_batch_msg"] and v2[1:3] == (2).to_bytes(2, "little")
+    assert item_cols.decode_vector_batch(v2) == SAMPLES["item_log"]
+    from state_schemas.messages import vector_msg_ts
+
+    assert vector_msg_ts(v2) == 1_764_000_000_000, "v2 keeps the newest time where v1 has it"
+    old = item_cols.decode_vector_batch(BLOBS["vector_batch_msg"])
+    assert old.ids == ("item-7",) and old.seq.tolist() == [_STATE.seq]
+    assert np.array_equal(old.vecs[0], _STATE.as_array()) and old.bias.tolist() == [_STATE.bias]
+    with pytest.raises(SchemaError):
+        item_cols.decode_vector_batch(BLOBS["grad_batch"])
+    with pytest.raises(SchemaError):
+        item_cols.decode_vector_batch(v2[:-2])
+
+
 def test_vector_batches_round_trip_and_carry_the_newest_time() -> None:
     from state_schemas.messages import vector_msg_ts
 

@@ -7,7 +7,7 @@ import numpy as np
 from operators.items.logic import initial_item
 from operators.items.shard import ItemShard
 from operators.learner.bpr import BPRParams, apply_item_updates
-from state_schemas import item_vector
+from state_schemas import item_cols, item_vector
 from state_schemas.batches import GradBatch
 
 P = BPRParams(dim=4)
@@ -17,7 +17,7 @@ def test_apply_steps_each_item_once_with_its_summed_gradient() -> None:
     shard = ItemShard(4)
     g = GradBatch(50, ["a", "b"], np.array([[1, 0, 0, 0], [0, 2, 0, 0]], np.float32), np.array([0.5, -1], np.float32),
                   np.array([3, 1], np.uint32))
-    assert shard.apply(P, g, seed=7) == ["a", "b"]
+    assert [shard.ids[i] for i in shard.apply(P, g, seed=7)] == ["a", "b"]
     for j, item in enumerate(["a", "b"]):
         init = initial_item(P, item, 7)
         vec, bias = apply_item_updates(P, init.as_array()[None], np.float32([init.bias]), g.vec[j : j + 1],
@@ -31,13 +31,19 @@ def test_apply_steps_each_item_once_with_its_summed_gradient() -> None:
     assert shard.state("a").updated_ts == 50  # an older batch does not move the clock back
 
 
-def test_blob_is_the_codec_encoding_of_the_state() -> None:
+def test_columns_round_trip_through_the_state_log_and_release_02_entries() -> None:
     shard = ItemShard(4)
-    shard.apply(P, GradBatch(9, ["x"], np.ones((1, 4), np.float32), np.ones(1, np.float32), np.ones(1, np.uint32)), 7)
-    assert shard.blob("x") == item_vector.encode(shard.state("x"))
+    shard.apply(P, GradBatch(9, ["x", "y"], np.ones((2, 4), np.float32), np.ones(2, np.float32),
+                             np.array([1, 2], np.uint32)), 7)
+    rows = np.arange(len(shard), dtype=np.int64)
     back = ItemShard(4)
-    back.put("x", item_vector.decode(shard.blob("x")))
-    assert back.state("x") == shard.state("x")
+    back.put_cols(item_cols.decode_log(item_cols.encode_log(shard.cols(rows))))
+    assert [back.state(i) for i in "xy"] == [shard.state(i) for i in "xy"]
+    legacy = ItemShard(4)  # release 0.2 kept one item_vector blob per item
+    legacy.put("x", item_vector.decode(item_vector.encode(shard.state("x"))))
+    assert legacy.state("x") == shard.state("x")
+    fed = item_cols.decode_vector_batch(item_cols.encode_vector_batch(shard.cols(rows[::-1])))
+    assert fed.ids == ("y", "x") and fed.seq.tolist() == [1, 1] and fed.update_count.tolist() == [2, 1]
 
 
 def test_the_shard_grows_past_its_first_capacity() -> None:
