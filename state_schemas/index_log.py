@@ -3,8 +3,8 @@
 Why: a batch of the index stage changes hundreds of items and thousands of co-occurrence cells. One
 keyed-state entry per item (release 0.2's "index-items") or per cell (release 0.1's "index-cooc") cost
 a codec call and a conversion into the JVM each; here the adapter writes one blob per batch with the new
-values of everything the batch changed, and every ``COMPACT_EVERY`` blobs one snapshot blob of the whole
-shard, which replaces the log (`operators/index/flink.py`). Replaying snapshot and blobs in order, a
+values of everything the batch changed, and once those blobs outweigh the last snapshot, one snapshot
+blob of the whole shard, which replaces the log (`operators/index/flink.py`). Replaying snapshot and blobs in order, a
 later value of an item or a cell replacing an earlier one, restores the shard exactly: the arrays hold
 the shard's own float64 / float32 values, and each item its ordinal, so a restored shard computes
 bit-identical scores.

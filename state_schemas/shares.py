@@ -74,73 +74,77 @@ class ShareBatch(NamedTuple):
 
 
 class ShareBuilder:
-    """Collects one index shard's shares of a batch, interning strings (the user stage fills one per shard)."""
+    """Collects one index shard's shares of a batch (the user stage fills one per index shard).
 
-    __slots__ = ("_idx", "strings", "pop_item", "pop_ts", "pop_w", "pop_cat", "pair_a", "pair_b", "pair_w")
+    Rows keep their strings as they come (list appends only, the per-event cost); `encode_builder`
+    builds the string table once per batch.
+    """
+
+    __slots__ = ("pop_item", "pop_ts", "pop_w", "pop_cat", "pair_a", "pair_b", "pair_w")
 
     def __init__(self) -> None:
         """An empty builder."""
-        self._idx: dict[str, int] = {}
-        self.strings: list[str] = []
-        self.pop_item: list[int] = []
+        self.pop_item: list[str] = []
         self.pop_ts: list[int] = []
         self.pop_w: list[float] = []
-        self.pop_cat: list[int] = []
-        self.pair_a: list[int] = []
-        self.pair_b: list[int] = []
+        self.pop_cat: list[str | None] = []
+        self.pair_a: list[str] = []
+        self.pair_b: list[str] = []
         self.pair_w: list[float] = []
-
-    def intern(self, s: str) -> int:
-        """Index of ``s`` in the string table (added when new)."""
-        i = self._idx.get(s)
-        if i is None:
-            i = self._idx[s] = len(self.strings)
-            self.strings.append(s)
-        return i
 
     def add_pop(self, item: str, ts: int, weight: float, category: str | None) -> None:
         """One interaction with an item this shard owns."""
-        self.pop_item.append(self.intern(item))
+        self.pop_item.append(item)
         self.pop_ts.append(ts)
         self.pop_w.append(weight)
-        self.pop_cat.append(-1 if category is None else self.intern(category))
+        self.pop_cat.append(category)
 
     def add_pair(self, a: str, b: str, weight: float) -> None:
         """One co-occurrence pair this shard owns a side of."""
-        self.pair_a.append(self.intern(a))
-        self.pair_b.append(self.intern(b))
+        self.pair_a.append(a)
+        self.pair_b.append(b)
         self.pair_w.append(weight)
 
     def add_event(self, item: str, ts: int, weight: float, category: str | None, partners: Sequence[str]) -> None:
         """An interaction and its pairs with ``partners``, for a shard that owns everything (one shard)."""
-        i = self.intern(item)
-        self.pop_item.append(i)
+        self.pop_item.append(item)
         self.pop_ts.append(ts)
         self.pop_w.append(weight)
-        self.pop_cat.append(-1 if category is None else self.intern(category))
-        for j in partners:
-            self.pair_a.append(i)
-            self.pair_b.append(self.intern(j))
-            self.pair_w.append(weight)
+        self.pop_cat.append(category)
+        if partners:
+            n = len(partners)
+            self.pair_a.extend([item] * n)
+            self.pair_b.extend(partners)
+            self.pair_w.extend([weight] * n)
 
     def __len__(self) -> int:
         """Rows collected (popularity + pairs)."""
         return len(self.pop_item) + len(self.pair_a)
+
+    def table(self) -> tuple[list[str], dict[str, int]]:
+        """The batch's string table (items, then categories, then partners, first occurrence order)."""
+        cats = [c for c in self.pop_cat if c is not None]
+        strings = list(dict.fromkeys([*self.pop_item, *cats, *self.pair_a, *self.pair_b]))
+        return strings, {s: i for i, s in enumerate(strings)}
 
 
 def encode_builder(b: ShareBuilder | None, queries: Sequence[bytes] = ()) -> bytes:
     """Bytes of a ShareBatch from a builder (None: queries only) and the batch's encoded queries."""
     if b is None:
         b = ShareBuilder()
-    text = _US.join(b.strings).encode()
+    strings, pos = b.table()
+    get = pos.__getitem__
+    text = _US.join(strings).encode()
     n, p = len(b.pop_item), len(b.pair_a)
-    parts = [_HEAD.pack(_TAG, SCHEMA_VERSION, len(queries), n, p, len(b.strings), len(text))]
+    parts = [_HEAD.pack(_TAG, SCHEMA_VERSION, len(queries), n, p, len(strings), len(text))]
     for q in queries:
         parts += (_LEN.pack(len(q)), q)
     parts += (
-        np.array(b.pop_item, dtype="<i4").tobytes(), np.array(b.pop_ts, dtype="<i8").tobytes(),
-        np.array(b.pop_w, dtype="<f8").tobytes(), np.array(b.pop_cat, dtype="<i4").tobytes(),
-        np.array(b.pair_a, dtype="<i4").tobytes(), np.array(b.pair_b, dtype="<i4").tobytes(),
+        np.fromiter(map(get, b.pop_item), dtype="<i4", count=n).tobytes(), np.array(b.pop_ts, dtype="<i8").tobytes(),
+        np.array(b.pop_w, dtype="<f8").tobytes(),
+        np.fromiter((-1 if c is None else pos[c] for c in b.pop_cat), dtype="<i4", count=n).tobytes(),
+        np.fromiter(map(get, b.pair_a), dtype="<i4", count=p).tobytes(),
+        np.fromiter(map(get, b.pair_b), dtype="<i4", count=p).tobytes(),
         np.array(b.pair_w, dtype="<f8").tobytes(), text,
     )
     return b"".join(parts)

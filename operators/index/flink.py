@@ -6,7 +6,8 @@ item vectors from the item stage. Each batch is one call; what it changed is wri
 
 Keyed state (the only thing that survives a restore or a rescale): ``index-log``, one
 `state_schemas.index_log` blob per batch with the new values of the items and co-occurrence cells it
-changed, and every ``COMPACT_EVERY`` blobs one snapshot of the whole shard that replaces them. Release
+changed, and once the blobs since the last snapshot outweigh it, one snapshot of the whole shard that
+replaces them (so the state stays within about twice the shard's size). Release
 0.2's ``index-items`` (one entry per item) and ``index-cooc-log``, and release 0.1's ``index-cooc`` (one
 double per cell), are still read on restore and cleared at the first compaction. The hnswlib graph is a
 cache of the state: built the first time a shard key is seen after a (re)start (`IndexShard.restore`),
@@ -36,10 +37,10 @@ from state_schemas.messages import encode_partial
 
 PARTIALS = OutputTag("partials", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 LOG_STATE = "index-log"  # "s" -> snapshot blob, "d<seq>" -> one blob per batch (index_log codec)
+MIN_SNAPSHOT_BYTES = 65_536  # compact no more often than this much log
 ITEMS_STATE = "index-items"  # release 0.2: one index_entry per item; read on restore, cleared at compaction
 COOC_STATE = "index-cooc"  # release 0.1: one double per cell; read on restore, cleared at compaction
 COOC_LOG_STATE = "index-cooc-log"  # release 0.2: cooc_log blobs; read on restore, cleared at compaction
-COMPACT_EVERY = 200  # batch blobs before they are folded into a new snapshot
 _SEP = "\x1f"
 REPORT_EVERY = 10_000  # a size report on index-events per this many mutations of a shard
 _SHARES, _VECTORS = TAGS["share_batch"], TAGS["vector_batch_msg"]
@@ -66,7 +67,7 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         self.items = blobs(ITEMS_STATE)
         self.cooc_log = blobs(COOC_LOG_STATE)
         self.cooc = runtime_context.get_map_state(MapStateDescriptor(COOC_STATE, Types.STRING(), Types.DOUBLE()))
-        self.logged: dict[str, int] = {}  # shard key -> next batch blob number
+        self.logged: dict[str, tuple[int, int, int]] = {}  # shard key -> (next blob, log bytes, snapshot bytes)
         self.live: dict[str, IndexShard] = {}
         self.synced: dict[str, float] = {}  # shard key -> monotonic time of the last graph refresh
         self.reported: dict[str, int] = {}
@@ -89,7 +90,8 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         for blob in _ordered([(k, bytes(b)) for k, b in self.cooc_log.items()]):
             cells.extend(cooc_log.decode(blob))
         logged = [(k, bytes(b)) for k, b in self.log.items()]
-        self.logged[key] = max((int(k[1:]) + 1 for k, _ in logged if k != "s"), default=0)
+        self.logged[key] = (max((int(k[1:]) + 1 for k, _ in logged if k != "s"), default=0),
+                            sum(len(b) for k, b in logged if k != "s"), sum(len(b) for k, b in logged if k == "s"))
         logs = [index_log.decode(b) for b in _ordered(logged)]
         shard = IndexShard.restore(int(key[1:]), self.shards, self.params, entries, cells, logs)
         shard.auto_sync = False  # refreshed on a time budget below (`refresh_ms`)
@@ -102,16 +104,18 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         return shard, json.dumps(event, separators=(",", ":")).encode()
 
     def _persist(self, key: str, shard: IndexShard, out: BatchOut) -> None:
-        """One blob of what the batch changed; every COMPACT_EVERY blobs, one snapshot replaces them all."""
-        n = self.logged.get(key, 0)
-        if n < COMPACT_EVERY:
-            self.log.put(f"d{n:09d}", index_log.encode(shard.delta(out.items, out.cells)))
-            self.logged[key] = n + 1
+        """One blob of what the batch changed; a snapshot instead once the log outweighs the last snapshot."""
+        n, log_bytes, snap_bytes = self.logged[key]
+        if log_bytes > max(snap_bytes, MIN_SNAPSHOT_BYTES):
+            for old in (self.log, self.items, self.cooc, self.cooc_log):  # earlier releases' layouts fold in too
+                old.clear()
+            blob = index_log.encode(shard.snapshot())
+            self.log.put("s", blob)
+            self.logged[key] = (0, 0, len(blob))
             return
-        for old in (self.log, self.items, self.cooc, self.cooc_log):  # earlier releases' layouts fold in too
-            old.clear()
-        self.log.put("s", index_log.encode(shard.snapshot()))
-        self.logged[key] = 0
+        blob = index_log.encode(shard.delta(out.items, out.cells))
+        self.log.put(f"d{n:09d}", blob)
+        self.logged[key] = (n + 1, log_bytes + len(blob), snap_bytes)
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
         key, batch = value[0], bytes(value[1])

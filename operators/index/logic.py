@@ -43,7 +43,7 @@ from state_schemas.index_log import IndexLog
 from state_schemas.item_cols import ItemCols
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import InteractionMsg, PartialMsg, QueryMsg
-from state_schemas.shares import ShareBatch, ShareBuilder
+from state_schemas.shares import ShareBatch, ShareBuilder, encode_builder
 from state_schemas.shares import decode as decode_shares
 
 WEEK_MS: Final = 7 * 86_400_000
@@ -179,7 +179,7 @@ class IndexShard:
             if self.shards == 1 or self.owns(owner):
                 b.add_pair(owner, partner, w)
         before = len(self.ids)
-        items, _ = self.learn(b.strings, *_arrays(b))
+        items, _ = self.apply_shares(decode_shares(encode_builder(b)))
         return [self.ids[i] for i in sorted({*items.tolist(), *range(before, len(self.ids))})]
 
     def apply_shares(self, batch: ShareBatch) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -487,8 +487,8 @@ def route_event(builders: dict[int, ShareBuilder], recent: tuple[str, ...], item
 
     >>> b: dict[int, ShareBuilder] = {}
     >>> route_event(b, ("a", "b"), "c", 5, 1.0, None, window=1, shards=1)
-    >>> b[0].strings, b[0].pair_a, b[0].pair_b
-    (['c', 'b'], [0], [1])
+    >>> b[0].pop_item, b[0].pair_a, b[0].pair_b
+    (['c'], ['c'], ['b'])
     """
     partners = [j for j in recent[-window:] if j != item_id]
     if shards == 1:
@@ -510,14 +510,6 @@ def route_event(builders: dict[int, ShareBuilder], recent: tuple[str, ...], item
             if bo is None:
                 bo = builders[other] = ShareBuilder()
             bo.add_pair(item_id, j, weight)
-
-
-def _arrays(b: ShareBuilder) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.float64], NDArray[np.int32],
-                                      NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]:
-    return (np.array(b.pop_item, dtype=np.int32), np.array(b.pop_ts, dtype=np.int64),
-            np.array(b.pop_w, dtype=np.float64), np.array(b.pop_cat, dtype=np.int32),
-            np.array(b.pair_a, dtype=np.int32), np.array(b.pair_b, dtype=np.int32),
-            np.array(b.pair_w, dtype=np.float64))
 
 
 def split_vector_batch(data: bytes, shards: int) -> list[tuple[int, bytes]]:
