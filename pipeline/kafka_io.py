@@ -45,6 +45,13 @@ def _named_errors(settings: Settings, make: Callable[[], T]) -> T:
             named = kafka_login_error(settings, seen)
             if named is not None:
                 raise named from exc
+        tls = [e for e in handler.seen if isinstance(e, KafkaConnectionError) and "Handshake failed" in str(e)]
+        if tls:
+            msg = (f"the TLS handshake with Kafka at {settings.kafka_bootstrap} failed ({tls[-1]}): with "
+                   "LIVEREC_KAFKA_SECURITY_PROTOCOL=SASL_SSL, LIVEREC_KAFKA_SSL_CAFILE must name the PEM file of the "
+                   "CA that signed the brokers' certificates (unset: the system's CAs), and the port must be a TLS "
+                   "listener")
+            raise ConfigError(msg) from exc
         if not any(isinstance(e, KafkaConnectionError) and "disconnected" in str(e) for e in handler.seen):
             raise
         where = f"Kafka at {settings.kafka_bootstrap} closed every connection"

@@ -123,8 +123,38 @@ class KafkaServer:
 
     @property
     def ports(self) -> tuple[int, ...]:
-        """Every port the broker listens on (client, controller)."""
-        return self.port, self.port + 1
+        """Every port the broker listens on: client, controller, and with SASL the SASL_SSL listener."""
+        return (self.port, self.port + 1, self.port + 2) if self.sasl else (self.port, self.port + 1)
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate of the SASL_SSL listener (self-signed): what LIVEREC_KAFKA_SSL_CAFILE names."""
+        return self.base / "ca.pem"
+
+    def _keystore(self) -> tuple[Path, str]:
+        """A PKCS12 keystore with a self-signed key for this host (made once), and its password."""
+        store, password_file = self.base / "broker.p12", self.base / "keystore.secret"
+        if not password_file.exists():
+            write_private(password_file, secrets.token_urlsafe(24))
+        if not store.exists() or not self.ca_file.exists():
+            store.unlink(missing_ok=True)
+            keytool = str(Path(java_bin(self.s)).parent / "keytool")
+            san = {"IP:127.0.0.1", "DNS:localhost",
+                   f"IP:{self.host}" if re.fullmatch(r"[0-9.]+", self.host) else f"DNS:{self.host}"}
+            common = ["-alias", "broker", "-keystore", str(store), "-storetype", "PKCS12",
+                      "-storepass:file", str(password_file)]
+            for cmd in (
+                [keytool, "-genkeypair", *common, "-keypass:file", str(password_file), "-keyalg", "RSA",
+                 "-keysize", "2048", "-validity", "3650", "-dname", "CN=liverec-local-kafka",
+                 "-ext", f"SAN={','.join(sorted(san))}"],
+                [keytool, "-exportcert", "-rfc", *common, "-file", str(self.ca_file)],
+            ):
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+                if proc.returncode != 0:
+                    msg = f"making the local Kafka's TLS certificate failed:\n{proc.stdout}\n{proc.stderr}"
+                    raise InfraError(msg)
+            store.chmod(0o600)
+        return store, password_file.read_text()
 
     def _broker_password(self) -> str:
         """The broker's own PLAIN password: drawn once, kept beside the config (owner-only)."""
@@ -135,13 +165,17 @@ class KafkaServer:
 
     def _write_config(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True)
-        if self.s.kafka_security_protocol == "SASL_SSL":
-            msg = ("the local Kafka runs PLAINTEXT or SASL_PLAINTEXT only; for SASL_SSL point the settings at a broker "
-                   "with TLS (docs/operations.md#credentials)")
+        protocol = self.s.kafka_security_protocol
+        if protocol == "SASL_SSL":
+            msg = (f"the local Kafka is started with LIVEREC_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT; it then also "
+                   f"listens with SASL_SSL on the port after its controller's (port + 2), whose certificate is "
+                   f"{self.ca_file} (docs/local-stack.md)")
             raise ConfigError(msg)
+        listeners = {protocol: self.port, "SASL_SSL": self.port + 2} if self.sasl else {protocol: self.port}
         props = (TEMPLATES / "kafka-server.properties").read_text().format(
-            protocol=self.s.kafka_security_protocol, host=self.host, port=self.port, controller_port=self.port + 1,
-            data_dir=self.data_dir,
+            listeners=",".join(f"{name}://{self.host}:{port}" for name, port in listeners.items()),
+            protocol=protocol, protocol_map=",".join(f"{name}:{name}" for name in listeners),
+            host=self.host, controller_port=self.port + 1, data_dir=self.data_dir,
         )
         if self.sasl:
             user = self.s.kafka_sasl_username or ""
@@ -150,11 +184,22 @@ class KafkaServer:
                        f"and '_' other than {self.BROKER_USER!r}")
                 raise ConfigError(msg)
             password = read_secret(self.s, "kafka_sasl_password", "kafka_sasl_password_file") or ""
+            keystore, keystore_password = self._keystore()
             props += "\n" + (TEMPLATES / "kafka-sasl.properties").read_text().format(
-                listener=self.s.kafka_security_protocol.lower(), broker_user=self.BROKER_USER,
-                broker_password=properties_quoted(self._broker_password()), client_user=user,
-                client_password=properties_quoted(password),
-            )
+                broker_user=self.BROKER_USER, ca_file=self.ca_file, keystore=keystore,
+                keystore_password=keystore_password)
+            broker = properties_quoted(self._broker_password())
+            for name in (n.lower() for n in listeners):
+                props += (
+                    f"listener.name.{name}.plain.sasl.jaas.config="
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'username="{self.BROKER_USER}" password={broker} user_{self.BROKER_USER}={broker} '
+                    f"user_{user}={properties_quoted(password)};\n"
+                )
+                props += "".join(
+                    f"listener.name.{name}.{mech}.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+                    for mech in ("scram-sha-256", "scram-sha-512"))
         cfg = self.base / "server.properties"
         write_private(cfg, props)
         shutil.copyfile(TEMPLATES / "kafka-log4j2.xml", self.base / "log4j2.xml")

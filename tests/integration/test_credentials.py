@@ -48,7 +48,7 @@ class AuthStack:
 
 
 def _free_port(span: int = 1) -> int:
-    """A port p with p .. p+span-1 free on loopback (Kafka's controller listens on port + 1)."""
+    """A port p with p .. p+span-1 free on loopback (Kafka listens on port, port + 1 and port + 2)."""
     for _ in range(100):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -85,7 +85,8 @@ def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
     pw_file.chmod(0o600)
     env = {
         "LIVEREC_LOCAL_STACK_DIR": str(root / "stack"),
-        "LIVEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port(2)}",
+        # SASL_PLAINTEXT on this port, the controller on the next, SASL_SSL on the one after
+        "LIVEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port(3)}",
         "LIVEREC_CASSANDRA_PORT": str(_free_port()),
         "LIVEREC_CASSANDRA_STORAGE_PORT": str(_free_port()),
         "LIVEREC_CASSANDRA_JMX_PORT": str(_free_port()),
@@ -117,7 +118,7 @@ def _isolated(auth: AuthStack, **update: object) -> Settings:
 def _run(env: dict[str, str | None], *args: str) -> tuple[int, str]:
     """`liverec ARGS` in this process with `env` on top of ours (None: unset); exit code and all output."""
     result = CliRunner().invoke(app, list(args), env=env)
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())  # rich wraps long messages at 80 columns
 
 
 def _grep(paths: list[Path], token: str) -> list[str]:
@@ -175,6 +176,22 @@ def test_kafka_clients_create_topics_produce_and_read_with_each_mechanism(auth: 
     records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(20)]
     assert produce(s, s.topic("events"), records) == 20
     assert sorted(read_committed(s, s.topic("events"))) == sorted(v for _, v in records)
+
+
+def _tls(auth: AuthStack, **update: object) -> Settings:
+    """The same user over the stack's SASL_SSL listener, trusting its self-signed certificate."""
+    host, port = auth.settings.kafka_bootstrap.rsplit(":", 1)
+    return _isolated(auth, kafka_bootstrap=f"{host}:{int(port) + 2}", kafka_security_protocol="SASL_SSL",
+                     kafka_ssl_cafile=auth.settings.stack_dir / "kafka" / "ca.pem", **update)
+
+
+def test_kafka_clients_log_in_over_tls(auth: AuthStack) -> None:
+    s = _tls(auth, kafka_sasl_mechanism="SCRAM-SHA-256")
+    assert produce(s, s.topic("events"), [(b"k", b"over-tls")]) == 1
+    assert list(read_committed(s, s.topic("events"))) == [b"over-tls"]
+    # without the CA file the self-signed certificate is refused, and the message names the setting
+    with pytest.raises(ConfigError, match="CERTIFICATE_VERIFY_FAILED.*LIVEREC_KAFKA_SSL_CAFILE"):
+        check_login(s.model_copy(update={"kafka_ssl_cafile": None}), timeout_s=5)
 
 
 def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -256,12 +273,12 @@ def test_the_job_logs_in_to_both_writes_profiles_and_logs_no_password(auth: Auth
 
 
 @pytest.mark.flink
-def test_count_job_reads_and_writes_with_the_plain_login(auth: AuthStack) -> None:
-    """PLAIN through the connector's shaded PlainLoginModule (the job above uses the SCRAM one)."""
+def test_count_job_reads_and_writes_with_plain_over_tls(auth: AuthStack) -> None:
+    """PLAIN over TLS through the connector's shaded PlainLoginModule (the job above uses SCRAM without TLS)."""
     from pipeline.flink_env import stream_env
     from pipeline.jobs import count_job
 
-    s = _isolated(auth, kafka_sasl_mechanism="PLAIN")
+    s = _tls(auth, kafka_sasl_mechanism="PLAIN")
     batch = generator.events(200, users=10, start_ms=int(time.time() * 1000))
     produce(s, s.topic("events"), batch.records)
     env = stream_env(s)
