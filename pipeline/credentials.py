@@ -51,13 +51,15 @@ def cassandra_login_error(settings: Settings, exc: BaseException) -> ConfigError
     from cassandra.cluster import NoHostAvailable
 
     errors = list(exc.errors.values()) if isinstance(exc, NoHostAvailable) else [exc]
-    failed = [e for e in errors if isinstance(e, AuthenticationFailed)]
-    if not failed:
-        return None
+    failed = [str(e) for e in errors if isinstance(e, AuthenticationFailed)]
     where = f"Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port}"
-    if settings.cassandra_username is None:
+    if any("requires authentication" in e for e in failed):
         return ConfigError(f"{where} requires a login (PasswordAuthenticator): set {CASSANDRA_SETTINGS}")
-    return ConfigError(f"{where} refused the login of user {settings.cassandra_username!r} ({failed[0]}): "
+    # "Unable to perform authentication: ..." (its auth tables unavailable) is an outage, not a wrong password
+    refused = [e for e in failed if "Provided username" in e or ("Bad credentials" in e and "Unable to" not in e)]
+    if not refused:
+        return None
+    return ConfigError(f"{where} refused the login of user {settings.cassandra_username!r} ({refused[0]}): "
                        f"check {CASSANDRA_SETTINGS}")
 
 

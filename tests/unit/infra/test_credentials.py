@@ -146,3 +146,27 @@ def test_sasl_ssl_trusts_the_given_ca_file(clean_env, tmp_path) -> None:
     assert kafka_properties(s)["ssl.truststore.location"] == str(ca)
     assert kafka_properties(s)["ssl.truststore.type"] == "PEM"
     assert kafka_client_kwargs(s)["ssl_cafile"] == str(ca)
+
+
+def test_cassandra_errors_tell_a_refused_login_from_an_auth_outage(clean_env) -> None:
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    from pipeline.credentials import cassandra_login_error
+
+    s = load_settings(cassandra_username="job", cassandra_password="x", cassandra_port=9142)
+
+    def failing(text: str) -> NoHostAvailable:
+        return NoHostAvailable("Unable to connect to any servers", {"127.0.0.1:9142": AuthenticationFailed(text)})
+
+    wrong = cassandra_login_error(s, failing('Failed to authenticate to 127.0.0.1:9142: Error from server: code=0100 '
+                                             '[Bad credentials] message="Provided username job and/or password are '
+                                             'incorrect"'))
+    assert wrong is not None and "refused the login of user 'job'" in str(wrong)
+    assert "LIVEREC_CASSANDRA_PASSWORD" in str(wrong)
+    missing = cassandra_login_error(load_settings(), failing("Remote end requires authentication"))
+    assert missing is not None and "requires a login" in str(missing)
+    # the role tables unavailable: an outage the writers retry, not a wrong password
+    assert cassandra_login_error(s, failing('Error from server: code=0100 [Bad credentials] message="Unable to '
+                                            'perform authentication: Cannot achieve consistency level QUORUM"')) is None
+    assert cassandra_login_error(s, NoHostAvailable("x", {"h": OSError("Connection refused")})) is None
