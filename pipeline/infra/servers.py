@@ -4,9 +4,10 @@ Heaps are sized for a 2-core / 24 GiB machine that also runs a Flink MiniCluster
 Kafka 768 MiB, Cassandra 1 GiB (settings `kafka_heap`, `cassandra_heap`).
 
 The servers follow the credential settings: with `LIVEREC_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT` the
-broker's listener asks for a SASL login and `login_ready` gives the configured user PLAIN and SCRAM
-credentials; with `LIVEREC_CASSANDRA_USERNAME` Cassandra runs PasswordAuthenticator and `login_ready`
-creates that role. Both are for local and test stacks; on a real cluster the operator creates users.
+broker's listener asks for a SASL login (and a second listener on port + 2 does the same over TLS, with a
+self-signed certificate) and `login_ready` gives the configured user PLAIN and SCRAM credentials; with
+`LIVEREC_CASSANDRA_USERNAME` Cassandra runs PasswordAuthenticator and `login_ready` creates that role.
+Both are for local and test stacks; on a real cluster the operator creates users.
 """
 
 from __future__ import annotations
