@@ -13,9 +13,15 @@ logging.getLogger("cassandra").setLevel(logging.ERROR)
 
 
 def connect(settings: Settings, *, keyspace: str | None = None, connect_timeout: float = 10):  # noqa: ANN201
-    """Cluster + session to the configured contact points (caller shuts the cluster down)."""
+    """Cluster + session to the configured contact points, logged in when the settings have credentials.
+
+    The caller shuts the cluster down. A refused or missing login raises ConfigError naming the settings
+    to fix (`pipeline.credentials`); other connection errors are the driver's.
+    """
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
+
+    from pipeline.credentials import cassandra_auth_provider, cassandra_login_error
 
     profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(), request_timeout=30)
     cluster = Cluster(
@@ -26,9 +32,23 @@ def connect(settings: Settings, *, keyspace: str | None = None, connect_timeout:
         # v4, not v5: v5 frames every message in checksummed segments, which this driver computes in
         # Python; in the job that framing cost more of the interpreter than the writes themselves.
         protocol_version=4,
+        auth_provider=cassandra_auth_provider(settings),
     )
-    session = cluster.connect(keyspace)
+    try:
+        session = cluster.connect(keyspace)
+    except Exception as exc:
+        cluster.shutdown()
+        login = cassandra_login_error(settings, exc)
+        if login is not None:
+            raise login from exc
+        raise
     return cluster, session
+
+
+def check_login(settings: Settings, *, connect_timeout: float = 10) -> None:
+    """Connect once and hang up: a refused login raises ConfigError naming the settings (a preflight)."""
+    cluster, _ = connect(settings, connect_timeout=connect_timeout)
+    cluster.shutdown()
 
 
 def schema_statements(settings: Settings) -> list[str]:

@@ -28,9 +28,35 @@ app.add_typer(state_app, name="state")
 
 
 def _settings():  # noqa: ANN202 - lazy import keeps --help fast
+    """The settings, or exit 2 with what is wrong (never a value: a secret may be among them)."""
+    from pydantic import ValidationError
+
+    from pipeline.errors import ConfigError, LiverecError
     from pipeline.settings import load_settings
 
-    return load_settings()
+    try:
+        return load_settings()
+    except LiverecError as exc:
+        _fail(exc)
+    except ValidationError as exc:
+        wrong = "; ".join(f"LIVEREC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        _fail(ConfigError(f"invalid settings: {wrong}"))
+
+
+def _preflight(settings: Settings) -> None:
+    """Before a job starts: the Kafka and Cassandra logins work, or exit 2 naming the settings to fix.
+
+    Why: a job whose login is refused fails inside Flink, restarts over the same error, and says so only in
+    the Flink log.
+    """
+    from pipeline import cassandra_io, kafka_io
+    from pipeline.errors import LiverecError
+
+    try:
+        kafka_io.check_login(settings)
+        cassandra_io.check_login(settings)
+    except LiverecError as exc:
+        _fail(exc)
 
 
 def _fail(exc: Exception) -> None:
@@ -171,7 +197,7 @@ def send(
     import time
 
     from pipeline import generator
-    from pipeline.errors import InfraError
+    from pipeline.errors import InfraError, LiverecError
     from pipeline.kafka_io import produce
 
     settings = _settings()
@@ -180,6 +206,8 @@ def send(
     batch = generator.events(events, users=users, seed=seed, user_prefix=user_prefix, start_ms=now - 2_000 * events)
     try:
         sent = produce(settings, settings.topic("events"), batch.records)
+    except LiverecError as exc:  # a refused login: the message names the settings
+        _fail(exc)
     except Exception as exc:  # noqa: BLE001 - any client error here means the broker is not reachable
         _fail(InfraError(f"could not send to Kafka at {settings.kafka_bootstrap} ({exc}); start it: liverec infra up"))
     typer.echo(f"sent {sent} events of {len(batch.per_user)} users (seed {seed}) to {settings.topic('events')}")
@@ -256,11 +284,13 @@ def replay(
 def profiles(user_prefix: str = typer.Option("u", help="Count the users whose id starts with this.")) -> None:
     """Users and summed event counts in Cassandra's user_profiles: what the job has stored so far."""
     from pipeline.cassandra_io import profile_totals
-    from pipeline.errors import InfraError
+    from pipeline.errors import InfraError, LiverecError
 
     settings = _settings()
     try:
         n_users, n_events = profile_totals(settings, user_prefix)
+    except LiverecError as exc:  # a refused login: the message names the settings
+        _fail(exc)
     except Exception as exc:  # noqa: BLE001 - any driver error here means Cassandra is not reachable
         _fail(InfraError(f"could not read Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} ({exc}); "
                          "start it: liverec infra up"))
@@ -304,13 +334,15 @@ def job(
     name, topic prefix, broker), and refuses to start empty over committed offsets or existing profiles.
     """
     from pipeline import recovery
+    from pipeline.errors import LiverecError
     from pipeline.flink_env import stream_env
     from pipeline.jobs import liverec_job
 
     settings = _settings()
+    _preflight(settings)
     try:
         plan = recovery.decide(settings, settings.checkpoint_uri, restore=restore, fresh=fresh)
-    except recovery.StartRefused as exc:
+    except LiverecError as exc:  # StartRefused among them
         _fail(exc)
     typer.echo(plan.message)
     if plan.path:
@@ -355,12 +387,14 @@ def cluster_submit(
     refuses to start empty over committed offsets or existing profiles unless --fresh is given.
     """
     from pipeline import cluster, recovery
+    from pipeline.errors import LiverecError
 
     settings = _settings()
+    _preflight(settings)
     root_uri = cluster.checkpoint_uri(settings)
     try:
         plan = recovery.decide(settings, root_uri, restore=from_path, fresh=fresh)
-    except recovery.StartRefused as exc:
+    except LiverecError as exc:  # StartRefused among them
         _fail(exc)
     typer.echo(plan.message, err=True)
     settings = _skip_answered(settings, plan, root_uri, err=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.errors import InfraError
 from pipeline.infra.procs import wait_until
-from pipeline.settings import REPO_ROOT, Settings
+from pipeline.settings import REPO_ROOT, Settings, settings_env
 
 JOB_SCRIPT = REPO_ROOT / "pipeline" / "jobs" / "liverec_job.py"
 
@@ -79,10 +79,9 @@ def cluster_env(settings: Settings) -> dict[str, str]:
 
     p = paths(settings)
     py_path = os.pathsep.join([*site.getsitepackages(), str(REPO_ROOT)])
-    # The job's driver (`flink run -py`) reads its settings from LIVEREC_* variables: pass ours on.
-    exported = {
-        f"LIVEREC_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None
-    }
+    # The job's driver (`flink run -py`) reads its settings from LIVEREC_* variables: pass ours on (a secret as
+    # its value, or as its file when it came from one; never printed).
+    exported = settings_env(settings)
     env = {
         **os.environ,
         **exported,

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from pipeline import generator
 from pipeline.errors import LiverecError
-from pipeline.kafka_io import produce, read_committed, seek_from
+from pipeline.kafka_io import consumer, produce, read_committed, seek_from
 from pipeline.settings import Settings
 
 
@@ -26,11 +26,7 @@ class CommittedCounter:
     """Counts committed records of a topic from a timestamp on, incrementally."""
 
     def __init__(self, settings: Settings, topic: str, from_ms: int) -> None:
-        from kafka import KafkaConsumer
-
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
-        )
+        self.consumer = consumer(settings, isolation_level="read_committed", enable_auto_commit=False)
         seek_from(self.consumer, topic, from_ms)
         self.count = 0
         self.values: list[bytes] = []

@@ -87,12 +87,10 @@ def records(events: Events, now_ms: int, run: str) -> list[tuple[bytes, bytes]]:
 def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console: Console,
         json_out: Path | None = None, options: ReadOptions | None = None) -> Tally:
     """Replay, wait for every evaluation record, print the table; return the tally."""
-    from kafka import KafkaConsumer, KafkaProducer
-
     from pipeline.flink_env import stream_env
     from pipeline.infra import stack
     from pipeline.jobs import liverec_job
-    from pipeline.kafka_io import ensure_topics, seek_from
+    from pipeline.kafka_io import consumer, ensure_topics, producer, seek_from
 
     events = load_events(data, options).head(limit)
     now_ms = int(time.time() * 1000)
@@ -105,23 +103,22 @@ def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console
     ensure_topics(s)
     want = expected_queries(events)
     console.print(f"  {len(events)} events of {events.source}; the job must score {want} of them; topics {run_id}*")
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=20)
+    out = producer(s, acks="all", enable_idempotence=True, linger_ms=20)
     for key, value in records(events, now_ms, run_id):
-        producer.send(s.topic("events"), key=key, value=value, partition=0)
-    producer.flush()
-    producer.close()
+        out.send(s.topic("events"), key=key, value=value, partition=0)
+    out.flush()
+    out.close()
 
     env = stream_env(s)
     liverec_job.build(env, s)
     client = env.execute_async(f"{s.job_name}-eval")
     tally = Tally(half=len(events) // 2)
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, isolation_level="read_committed",
-                             enable_auto_commit=False)
-    seek_from(consumer, s.topic("evaluations"), None)
+    reader = consumer(s, isolation_level="read_committed", enable_auto_commit=False)
+    seek_from(reader, s.topic("evaluations"), None)
     t0 = last = time.monotonic()
     try:
         while tally.records < want:
-            for batch in consumer.poll(timeout_ms=500, max_records=20_000).values():
+            for batch in reader.poll(timeout_ms=500, max_records=20_000).values():
                 for r in batch:
                     tally.add(json.loads(r.value))
             elapsed = time.monotonic() - t0
@@ -140,7 +137,7 @@ def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console
                        f"raise --timeout or check the Flink log in {s.cache_dir / 'logs/flink'}")
                 raise LiverecError(msg)
     finally:
-        consumer.close()
+        reader.close()
         client.cancel().result()
     wall = time.monotonic() - t0
     _table(console, tally, s.eval_k, len(events), events.source, wall)

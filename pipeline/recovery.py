@@ -133,10 +133,11 @@ def plan_start(*, restore: str | None, fresh: bool, latest: Path | None, committ
 
 def committed_offsets(settings: Settings) -> int:
     """Committed offsets of the job's consumer group over the events and request topics (0: none)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group(settings),
-                             enable_auto_commit=False)
+    from pipeline.kafka_io import consumer as kafka_consumer
+
+    consumer = kafka_consumer(settings, group_id=group(settings), enable_auto_commit=False)
     try:
         total = 0
         for topic in (settings.topic("events"), settings.topic("rec-requests")):
@@ -209,11 +210,12 @@ def requests_after_committed(settings: Settings, timeout_s: float = 60.0) -> tup
     """
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from pipeline.kafka_io import consumer as kafka_consumer
 
     topic = settings.topic("rec-requests")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group(settings),
-                             enable_auto_commit=False)
+    consumer = kafka_consumer(settings, group_id=group(settings), enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:

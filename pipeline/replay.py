@@ -233,10 +233,9 @@ def replay(
 
 
 def _producer(settings: Settings, topic: str) -> Any:
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from pipeline.kafka_io import partitions_of
+    from pipeline.kafka_io import partitions_of, producer
 
     if not partitions_of(settings, topic):
         msg = (f"replay: no topic {topic!r} at {settings.kafka_bootstrap} (or the broker does not answer); "
@@ -244,8 +243,7 @@ def _producer(settings: Settings, topic: str) -> Any:
         raise InfraError(msg)
     try:
         # acks=all + idempotence: a retried batch is not written twice; larger batches for throughput
-        return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-                             linger_ms=20, batch_size=256 * 1024)
+        return producer(settings, acks="all", enable_idempotence=True, linger_ms=20, batch_size=256 * 1024)
     except KafkaError as exc:
         msg = f"replay: cannot connect a producer to {settings.kafka_bootstrap} ({exc}); check `liverec infra status`"
         raise InfraError(msg) from exc

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# (secret field, its file field): a secret comes from LIVEREC_<FIELD> or from the file LIVEREC_<FIELD>_FILE names
+SECRET_FILES = (("cassandra_password", "cassandra_password_file"), ("kafka_sasl_password", "kafka_sasl_password_file"))
 
 
 class Settings(BaseSettings):
@@ -26,6 +31,13 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="", description="Prefix for every topic name, e.g. to isolate tests.")
     kafka_transaction_timeout_ms: int = 900_000  # must be <= broker transaction.max.timeout.ms
+    # Credentials (docs/operations.md#credentials). Every client (kafka-python, the Flink connector) uses them.
+    kafka_security_protocol: str = Field(default="PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None  # or kafka_sasl_password_file; never printed (SecretStr)
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None  # SASL_SSL: PEM file of the CA that signed the brokers' certificates
 
     # Cassandra
     cassandra_hosts: str = "127.0.0.1"
@@ -33,6 +45,10 @@ class Settings(BaseSettings):
     cassandra_keyspace: str = "liverec"
     cassandra_replication_factor: int = 1
     cassandra_write_timeout_s: float = 600.0  # retry (back-pressure) this long before failing the job
+    # PasswordAuthenticator login; none: no authentication
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None  # or cassandra_password_file; never printed (SecretStr)
+    cassandra_password_file: Path | None = None
 
     # Flink
     parallelism: int = 1
@@ -116,7 +132,45 @@ class Settings(BaseSettings):
     # Local servers (used by `liverec infra` only)
     kafka_heap: str = "768m"
     cassandra_heap: str = "1G"
+    cassandra_storage_port: int = 7000  # inter-node port of the local Cassandra
+    cassandra_jmx_port: int = 7199
+    # Data, logs and pid files of the local servers; default: the cache dir. A second local stack (other
+    # ports, e.g. with authentication on for tests) lives in a directory of its own.
+    local_stack_dir: Path | None = None
     java_home: Path | None = None  # JDK 17 for Cassandra; default: the `java` on PATH
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Settings:
+        """Fail at load, naming the variable, when credentials are incomplete or a secret file is unreadable.
+
+        A secret given as a file is read here once, so the value (not the path) travels with the job.
+        """
+        for secret, file in SECRET_FILES:
+            if getattr(self, secret) is not None and getattr(self, file) is not None:
+                msg = f"both LIVEREC_{secret.upper()} and LIVEREC_{file.upper()} are set: keep one of them"
+                raise ConfigError(msg)
+            value = read_secret(self, secret, file)
+            if value is not None:
+                setattr(self, secret, SecretStr(value))
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            msg = ("Cassandra credentials are incomplete: set both LIVEREC_CASSANDRA_USERNAME and "
+                   "LIVEREC_CASSANDRA_PASSWORD (or LIVEREC_CASSANDRA_PASSWORD_FILE), or neither")
+            raise ConfigError(msg)
+        if self.kafka_security_protocol.startswith("SASL_") and (
+                not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            msg = (f"LIVEREC_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs LIVEREC_KAFKA_SASL_USERNAME "
+                   "and LIVEREC_KAFKA_SASL_PASSWORD (or LIVEREC_KAFKA_SASL_PASSWORD_FILE)")
+            raise ConfigError(msg)
+        if self.kafka_ssl_cafile is not None and not Path(self.kafka_ssl_cafile).is_file():
+            msg = (f"LIVEREC_KAFKA_SSL_CAFILE={self.kafka_ssl_cafile} is not a file: give the PEM file of the CA "
+                   "that signed the brokers' certificates")
+            raise ConfigError(msg)
+        return self
+
+    @property
+    def stack_dir(self) -> Path:
+        """Where the local servers keep data, logs and pid files."""
+        return self.local_stack_dir or self.cache_dir
 
     @property
     def cassandra_contact_points(self) -> list[str]:
@@ -133,6 +187,45 @@ class Settings(BaseSettings):
         if self.checkpoint_dir:
             return self.checkpoint_dir
         return (self.cache_dir / "checkpoints").resolve().as_uri()
+
+
+def read_secret(settings: Settings, secret: str, file: str) -> str | None:
+    """The value of a secret setting: the variable itself, else the contents of its file (one trailing newline cut).
+
+    Why files: a secret in a file (a Docker or Kubernetes secret, mode 0400) is not in the process environment,
+    where `ps e`, crash reports and child processes see it.
+    """
+    value: SecretStr | str | None = getattr(settings, secret)
+    if value is not None:  # a plain str when set by `model_copy(update=...)`, which does not validate
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+    path: Path | None = getattr(settings, file)
+    if path is None:
+        return None
+    file_var = f"LIVEREC_{file.upper()}"
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        msg = f"{file_var}={path} cannot be read ({exc.strerror}): point it at a readable file that holds the secret"
+        raise ConfigError(msg) from exc
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        msg = f"{file_var}={path} is empty: write the secret into it"
+        raise ConfigError(msg)
+    return text
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as `LIVEREC_*` variables, for a child process that loads its own (`flink run -py`).
+
+    Secrets are passed as their value, except that a secret read from a file is passed as the file's path.
+    """
+    from_file = {secret for secret, file in SECRET_FILES if getattr(settings, file) is not None}
+    out = {}
+    for key, value in settings.model_dump().items():
+        if value is None or key in from_file:
+            continue
+        out[f"LIVEREC_{key.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return out
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,9 +8,32 @@ prefix (job name + topic prefix + sink name), unique per job and environment.
 
 from __future__ import annotations
 
+from pipeline.credentials import kafka_properties
 from pipeline.settings import Settings
 
 RAW_EVENTS_TABLE = "raw_events"
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal (a quote inside is doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def security_options(settings: Settings) -> str:
+    """The Kafka security options of a table's WITH clause (`properties.*`), each followed by a comma.
+
+    Flink prints table options only masked where the key contains "jaas.config" (or "password"), as
+    `properties.sasl.jaas.config` does.
+    """
+    return "".join(f"  {_sql_string('properties.' + k)} = {_sql_string(v)},\n"
+                   for k, v in kafka_properties(settings).items())
+
+
+def with_security(builder, settings: Settings):  # noqa: ANN001, ANN201 - pyflink builders
+    """`builder` (a KafkaSource or KafkaSink builder) with the Kafka security properties set."""
+    for key, value in kafka_properties(settings).items():
+        builder = builder.set_property(key, value)
+    return builder
 
 
 def events_table_ddl(
@@ -48,7 +71,7 @@ CREATE TEMPORARY TABLE {RAW_EVENTS_TABLE} (
   'properties.group.id' = '{group_id}',
   'properties.isolation.level' = 'read_committed',
   'properties.max.partition.fetch.bytes' = '{settings.source_fetch_bytes}',
-  {startup},
+{security_options(settings)}  {startup},
   'format' = 'raw'{bounded_opt}
 )"""
 
@@ -72,16 +95,16 @@ def bytes_source(settings: Settings, topic: str, *, group_id: str):  # noqa: ANN
     from pyflink.common.serialization import ByteArraySchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
-    return (
+    return with_security(
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_topics(settings.topic(topic))
         .set_group_id(group_id)
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
         .set_value_only_deserializer(ByteArraySchema())
-        .set_property("isolation.level", "read_committed")
-        .build()
-    )
+        .set_property("isolation.level", "read_committed"),
+        settings,
+    ).build()
 
 
 def bytes_sink(settings: Settings, topic: str, *, name: str, exactly_once: bool = True):  # noqa: ANN201
@@ -94,7 +117,7 @@ def bytes_sink(settings: Settings, topic: str, *, name: str, exactly_once: bool 
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
-    return (
+    return with_security(
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_record_serializer(
@@ -105,6 +128,6 @@ def bytes_sink(settings: Settings, topic: str, *, name: str, exactly_once: bool 
         )
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE if exactly_once else DeliveryGuarantee.AT_LEAST_ONCE)
         .set_transactional_id_prefix(f"{settings.job_name}-{settings.topic_prefix}{name}")
-        .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms))
-        .build()
-    )
+        .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms)),
+        settings,
+    ).build()

@@ -1,8 +1,10 @@
 """`liverec infra up | down | status | logs`: the local default stack, idempotently.
 
 `up` resolves jars, starts whatever is not running, waits with a deadline until each server answers
-a real request, then creates topics and tables. A second `up` is a no-op. `down` stops exactly the
-pids that `up` recorded.
+a real request, makes sure the configured Kafka and Cassandra users can log in (when the settings have
+credentials), then creates topics and tables. A second `up` is a no-op. `down` stops exactly the
+pids that `up` recorded. Servers live under `Settings.stack_dir`, so a second stack (other ports, its
+own `LIVEREC_LOCAL_STACK_DIR`) runs beside the default one.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def up(settings: Settings, *, timeout_s: float = 180.0, log: Log = print) -> lis
         if pid is not None:
             log(f"{srv.name}: already running (pid {pid})")
             continue
-        _check_port_free(srv.name, srv.host, srv.port)
+        for port in srv.ports:
+            _check_port_free(srv.name, srv.host, port)
         pid = srv.start()
         log(f"{srv.name}: started pid {pid}; logs in {srv.svc.log_dir}")
         started.append(srv)
@@ -74,6 +77,7 @@ def up(settings: Settings, *, timeout_s: float = 180.0, log: Log = print) -> lis
             raise InfraError(msg)
         if srv in started:
             log(f"{srv.name}: answering after {time.monotonic() - t0:.1f}s")
+        srv.login_ready()  # with credentials in the settings: the configured user can log in
     init(settings, log=log)
     return status(settings)
 
@@ -84,8 +88,9 @@ def init(settings: Settings, *, log: Log = print) -> None:
     Works against any Kafka/Cassandra the settings point at (local stack or an existing cluster).
     """
     from pipeline.cassandra_io import apply_schema
-    from pipeline.kafka_io import ensure_topics
+    from pipeline.kafka_io import check_login, ensure_topics
 
+    check_login(settings)  # a refused login fails here, in seconds, naming the settings
     created = ensure_topics(settings)
     log(f"kafka: created topics {', '.join(created)}" if created else "kafka: all declared topics exist")
     n = apply_schema(settings)

@@ -48,6 +48,8 @@ def build(  # noqa: ANN001
     from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
     from pyflink.datastream.state import ValueStateDescriptor
 
+    from pipeline.sources_sinks import with_security
+
     class CountPerUser(KeyedProcessFunction):
         """Running count per user; emits 'user_id,count' for every event."""
 
@@ -70,11 +72,12 @@ def build(  # noqa: ANN001
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("isolation.level", "read_committed")
     )
+    builder = with_security(builder, settings)
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     source = builder.build()
 
-    sink = (
+    sink = with_security(
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_record_serializer(
@@ -85,9 +88,9 @@ def build(  # noqa: ANN001
         )
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
         .set_transactional_id_prefix(f"{settings.job_name}-{settings.topic_prefix}count")
-        .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms))
-        .build()
-    )
+        .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms)),
+        settings,
+    ).build()
 
     events = env.from_source(source, WatermarkStrategy.no_watermarks(), "events-source").uid("events-source")
     counts = (

@@ -17,6 +17,8 @@ MODULES = [
     "state_schemas.item_vector_v1",
     "operators.events.logic",
     "operators.profile.logic",
+    "pipeline.credentials",
+    "pipeline.infra.servers",
 ]
 
 

@@ -25,7 +25,7 @@ def test_compose_declares_the_cluster_and_builds_from_our_dockerfile() -> None:
 def test_dockerfile_copies_only_paths_that_exist() -> None:
     text = (ROOT / "docker/Dockerfile").read_text()
     sources = [
-        m.group(1).split()[:-1]
+        [arg for arg in m.group(1).split()[:-1] if not arg.startswith("--")]  # --chown=... is a flag
         for m in re.finditer(r"^COPY (?!--from)(.+)$", text, flags=re.MULTILINE)
     ]
     flat = [s for group in sources for s in group]
@@ -41,3 +41,29 @@ def test_image_and_local_setup_pin_the_same_connector() -> None:
     assert f"FROM flink:{flink_version}-" in (ROOT / "docker/Dockerfile").read_text()
     connector = re.search(r"<version>(\d+\.\d+\.\d+-(\d+\.\d+))</version>", pom)
     assert connector and flink_version.startswith(connector.group(2)), "connector built for another Flink line"
+
+
+def test_every_container_runs_as_an_unprivileged_user() -> None:
+    text = (ROOT / "docker/Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)$", text, flags=re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}, "the image must end as a non-root USER"
+    services = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())["services"]
+    for name, svc in services.items():
+        assert str(svc.get("user", "root")).split(":")[0] not in {"root", "0"}, f"{name} runs as root"
+
+
+def test_compose_files_hold_no_password_and_pass_secrets_as_files() -> None:
+    overlay = yaml.safe_load((ROOT / "docker/compose.credentials.yaml").read_text())
+    for path in (ROOT / "docker").glob("compose*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        for name, svc in doc["services"].items():
+            env = svc.get("environment") or {}
+            for key, value in (env.items() if isinstance(env, dict) else []):
+                if "PASSWORD" in key:
+                    assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (path.name, name, key)
+    for secret in overlay["secrets"].values():
+        assert set(secret) == {"environment"}, "secrets come from the shell that runs compose, not a file here"
+    for name in ("jobmanager", "init"):
+        env = overlay["services"][name]["environment"]
+        mounted = {f"/run/secrets/{s['source']}" for s in overlay["services"][name]["secrets"]}
+        assert {env["LIVEREC_KAFKA_SASL_PASSWORD_FILE"], env["LIVEREC_CASSANDRA_PASSWORD_FILE"]} <= mounted
