@@ -51,10 +51,9 @@ class Shared:
 
 
 def _producer(settings: Settings, linger_ms: int) -> Any:
-    from kafka import KafkaProducer
+    from pipeline.kafka_io import producer
 
-    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-                         linger_ms=linger_ms)
+    return producer(settings, acks="all", enable_idempotence=True, linger_ms=linger_ms)
 
 
 def send_events(settings: Settings, values: list[tuple[bytes | None, bytes]], rate: float, duration_s: float,
@@ -116,13 +115,11 @@ def send_requests(settings: Settings, sent_users: list[str], n: int, rate: float
 
 def read_answers(settings: Settings, sh: Shared) -> None:
     """Read committed answers and note when each request_id arrived, until told to stop."""
-    from kafka import KafkaConsumer
 
-    from pipeline.kafka_io import seek_from
+    from pipeline.kafka_io import consumer, seek_from
 
     try:
-        c = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                          enable_auto_commit=False)
+        c = consumer(settings, isolation_level="read_committed", enable_auto_commit=False)
         seek_from(c, settings.topic("recommendations"), None)
         while not sh.stop.is_set():
             for batch in c.poll(timeout_ms=200).values():

@@ -32,9 +32,11 @@ class Offsets:
     """Sum of a consumer group's committed offsets over every partition of one topic (one open consumer)."""
 
     def __init__(self, settings: Settings, group: str, topic: str) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
-        self._c = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+        from pipeline.kafka_io import consumer
+
+        self._c = consumer(settings, group_id=group, enable_auto_commit=False)
         self._parts = [TopicPartition(topic, p) for p in sorted(self._c.partitions_for_topic(topic) or [])]
         if not self._parts:
             self._c.close()

@@ -161,12 +161,10 @@ def build(env: Any, settings: Settings, *, topic: str, group: str, out_topic: st
 
 def _append_rate(settings: Settings, topic: str, n: int, timeout_s: float = 60) -> float | None:
     """20–80% slope of the committed output records' broker append times (records/s)."""
-    from kafka import KafkaConsumer
 
-    from pipeline.kafka_io import seek_from
+    from pipeline.kafka_io import consumer, seek_from
 
-    c = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                      enable_auto_commit=False, consumer_timeout_ms=3000)
+    c = consumer(settings, isolation_level="read_committed", enable_auto_commit=False, consumer_timeout_ms=3000)
     stamps: list[int] = []
     try:
         seek_from(c, settings.topic(topic), None)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from operators.profile.logic import SessionSummary
 from operators.profile.rows import PROFILE_COLUMNS, SESSION_COLUMNS, WRITTEN_AT, profile_row, session_row
-from pipeline.errors import InfraError
+from pipeline.errors import ConfigError, InfraError
 from pipeline.settings import Settings
 from state_schemas.item_vector import SCHEMA_VERSION as ITEM_SCHEMA_VERSION
 from state_schemas.item_vector import ItemVector
@@ -49,6 +49,8 @@ class CassandraWriter:
             try:
                 self.cluster, self.session = connect(settings)
                 break
+            except ConfigError:
+                raise  # a refused login: retrying cannot help, fail the operator with the named settings
             except Exception as exc:  # noqa: BLE001 - any driver error: retry until the deadline
                 if time.monotonic() > deadline:
                     msg = (
