@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     cassandra_batch_rows: int = Field(default=16, ge=1, le=40)
     embedding_dim: int = 64
     negatives: int = 8
+    # >0: each user-stage batch draws its negatives from one random pool of this many items (docs/configuration.md)
+    negative_pool: int = Field(default=0, ge=0)
     model_seed: int = 7
 
     # Serving and online evaluation (docs/configuration.md#serving)

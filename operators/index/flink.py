@@ -6,8 +6,8 @@ item vectors from the item stage. Each batch is one call; what it changed is wri
 
 Keyed state (the only thing that survives a restore or a rescale): ``index-log``, one
 `state_schemas.index_log` blob per batch with the new values of the items and co-occurrence cells it
-changed, and once the blobs since the last snapshot outweigh it, one snapshot of the whole shard that
-replaces them (so the state stays within about twice the shard's size). Release
+changed, and once the blobs since the last snapshot outweigh it twice, one snapshot of the whole shard
+that replaces them (so the state stays within about three times the shard's size). Release
 0.2's ``index-items`` (one entry per item) and ``index-cooc-log``, and release 0.1's ``index-cooc`` (one
 double per cell), are still read on restore and cleared at the first compaction. The hnswlib graph is a
 cache of the state: built the first time a shard key is seen after a (re)start (`IndexShard.restore`),
@@ -104,9 +104,9 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         return shard, json.dumps(event, separators=(",", ":")).encode()
 
     def _persist(self, key: str, shard: IndexShard, out: BatchOut) -> None:
-        """One blob of what the batch changed; a snapshot instead once the log outweighs the last snapshot."""
+        """One blob of what the batch changed; a snapshot instead once the log outweighs the last one twice."""
         n, log_bytes, snap_bytes = self.logged[key]
-        if log_bytes > max(snap_bytes, MIN_SNAPSHOT_BYTES):
+        if log_bytes > max(2 * snap_bytes, MIN_SNAPSHOT_BYTES):
             for old in (self.log, self.items, self.cooc, self.cooc_log):  # earlier releases' layouts fold in too
                 old.clear()
             blob = index_log.encode(shard.snapshot())

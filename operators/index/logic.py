@@ -290,30 +290,29 @@ class IndexShard:
     # -- persistence ---------------------------------------------------------------------------------
 
     def delta(self, items: NDArray[np.int64], slots: NDArray[np.int64]) -> IndexLog:
-        """The values of these items and cells as an `IndexLog` blob's content (what a batch changed)."""
-        strings: list[str] = []
-        intern: dict[str, int] = {}
+        """The values of these items and cells as an `IndexLog` blob's content (what a batch changed).
 
-        def idx(s: str) -> int:
-            j = intern.get(s)
-            if j is None:
-                j = intern[s] = len(strings)
-                strings.append(s)
-            return j
-
+        The string table holds the ids of the items and cell owners involved, then the partners, then the
+        categories (an id can appear as an owner and as a partner); indices are found with numpy.
+        """
         ids, cats = self.ids, self.cats
         items = np.asarray(items, dtype=np.int64)
-        item_idx = np.array([idx(ids[i]) for i in items.tolist()], dtype=np.int32)
-        cat_idx = np.array([idx(cats[i]) if cats[i] else -1 for i in items.tolist()], dtype=np.int32)
         owners, partners, values = self.cells.triples(np.asarray(slots, dtype=np.int64))
+        own = np.unique(np.concatenate([items, owners.astype(np.int64)]))
+        par = np.unique(partners)
+        item_cats = [cats[i] for i in items.tolist()]
+        cat_pos = {c: j for j, c in enumerate(dict.fromkeys(c for c in item_cats if c))}
         pids = self.cells.partners
-        owner_idx = np.array([idx(ids[o]) for o in owners.tolist()], dtype=np.int32)
-        partner_idx = np.array([idx(pids[p]) for p in partners.tolist()], dtype=np.int32)
+        strings = (*(ids[i] for i in own.tolist()), *(pids[p] for p in par.tolist()), *cat_pos)
+        base = own.shape[0] + par.shape[0]
         return IndexLog(
-            strings=tuple(strings), item=item_idx, ordinal=items.astype(np.uint32), seq=self.seq[items],
-            pop=self.pop[items], pop_ts=self.pop_ts[items], count=self.count[items], weight=self.weight[items],
-            bias=self.vecs[items, self.dim], category=cat_idx, vecs=self.vecs[items, : self.dim],
-            cell_owner=owner_idx, cell_partner=partner_idx, cell_value=values,
+            strings=strings, item=np.searchsorted(own, items).astype(np.int32), ordinal=items.astype(np.uint32),
+            seq=self.seq[items], pop=self.pop[items], pop_ts=self.pop_ts[items], count=self.count[items],
+            weight=self.weight[items], bias=self.vecs[items, self.dim],
+            category=np.array([base + cat_pos[c] if c else -1 for c in item_cats], dtype=np.int32),
+            vecs=self.vecs[items, : self.dim],
+            cell_owner=np.searchsorted(own, owners).astype(np.int32),
+            cell_partner=(own.shape[0] + np.searchsorted(par, partners)).astype(np.int32), cell_value=values,
         )
 
     def snapshot(self) -> IndexLog:

@@ -74,6 +74,9 @@ class UserParams:
     session_weight: float = 0.0
     personalize_after: int = 3
     cooc_window: int = field(default_factory=lambda: CoocParams().window)
+    # >0: a batch draws its negatives from one random pool of this many items (shared by its rows) instead of
+    # from every item; the item side of a batch then touches its positives and the pool only.
+    negative_pool: int = 0
 
     def __post_init__(self) -> None:
         """Reject settings the stage cannot work with, naming the setting."""
@@ -276,6 +279,28 @@ def _request(shard: UserShard, req: RequestV1, vec_of: ItemVectors, out: StepOut
     ))
 
 
+def draw_negatives(rng: np.random.Generator, pos: NDArray[np.int64], n_items: int, k: int,
+                   pool: int = 0) -> NDArray[np.int64]:
+    """``k`` negative rows of an item table of ``n_items`` for each positive row in ``pos``, never the positive.
+
+    ``pool`` = 0: uniform over the other items. ``pool`` > 0 (and below ``n_items - 1``): uniform over one
+    random pool of ``pool`` items shared by all rows, a row's own positive replaced by a spare pool item,
+    so the batch's item side touches its positives and ``pool + 1`` other items at most.
+
+    >>> negs = draw_negatives(np.random.default_rng(1), np.array([0, 1]), 5, 3)
+    >>> negs.shape, bool((negs != np.array([[0], [1]])).all())
+    ((2, 3), True)
+    """
+    if 0 < pool < n_items - 1:
+        chosen = rng.choice(n_items, size=pool + 1, replace=False)
+        negs: NDArray[np.int64] = chosen[rng.integers(0, pool, size=(pos.shape[0], k))]
+        negs[negs == pos[:, None]] = chosen[pool]  # the spare is never drawn, so never a row's positive
+        return negs
+    draw = rng.integers(0, n_items - 1, size=(pos.shape[0], k))
+    out: NDArray[np.int64] = draw + (draw >= pos[:, None])  # skip the positive without a rejection loop
+    return out
+
+
 def _learn(
     shard: UserShard, users: list[str], items: list[int], weights: list[float], last_ts: dict[str, int],
     max_ts: int, table: ItemTable, rng: np.random.Generator, out: StepOut, p: UserParams,
@@ -296,8 +321,7 @@ def _learn(
     if users and n_items > 1:
         pos = np.asarray(items, dtype=np.int64)
         w = np.asarray(weights, dtype=np.float64)
-        draw = rng.integers(0, n_items - 1, size=(len(users), bpr.negatives))
-        negs = draw + (draw >= pos[:, None])  # skip the positive without a rejection loop
+        negs = draw_negatives(rng, pos, n_items, bpr.negatives, p.negative_pool)
         item_vecs, item_biases = table.vecs[:n_items], table.biases[:n_items]
         for r in rounds(users):
             who = [users[i] for i in r]

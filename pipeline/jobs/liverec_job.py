@@ -82,6 +82,7 @@ def user_params(s: Settings) -> Any:
         gap_ms=s.session_gap_ms, bpr=bpr_params(s), seed=s.model_seed, seen_max=s.seen_items_max,
         eval_percent=s.online_eval_percent, eval_k=s.eval_k, index_shards=s.index_shards,
         item_shards=s.item_shards, session_weight=s.session_weight, personalize_after=s.personalize_after_events,
+        negative_pool=s.negative_pool,
     )
 
 

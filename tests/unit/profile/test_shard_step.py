@@ -10,7 +10,7 @@ from operators.items.logic import item_shard
 from operators.learner.bpr import BPRParams
 from operators.profile import logic
 from operators.profile.embedding import ItemTable
-from operators.profile.shard import UserParams, UserShard, sampled, step
+from operators.profile.shard import UserParams, UserShard, draw_negatives, sampled, step
 from operators.serving.logic import state_digest
 from state_schemas import seen_items, user_profile
 from state_schemas.codec import NO_TS
@@ -195,3 +195,37 @@ def test_users_without_state_are_hydrated_once_and_continue_from_it() -> None:
     step(fresh, [encode_request(req), encode_event(event(12, "known", T0 + 13))], NO_TS, ItemTable(8),
          np.random.default_rng(1), P, hydrate)
     assert asked == [["known", "new"], ["ghost"]]  # ghost asked once; known and new have state
+
+
+def test_a_negative_pool_bounds_the_items_a_batch_touches() -> None:
+    # With negative_pool = p the batch's item gradients cover its positives and at most p + 1 other items.
+    import dataclasses
+
+    params = dataclasses.replace(P, bpr=BPRParams(dim=8, negatives=4), negative_pool=6, item_shards=1)
+    table = ItemTable(8)
+    shard = UserShard()
+    warm = [event(i, f"w{i}", T0 + i, f"it{i}") for i in range(60)]  # a table of 60 items
+    step(shard, [encode_event(e) for e in warm], NO_TS, table, np.random.default_rng(3), params)
+    events = [event(100 + i, f"u{i}", T0 + 100 + i, f"it{i % 10}") for i in range(40)]
+    out = step(shard, [encode_event(e) for e in events], NO_TS, table, np.random.default_rng(4), params)
+    touched = set(out.grads[0].item_ids)
+    positives = {e.item_id for e in events}
+    assert positives <= touched and len(touched - positives) <= 7
+    counts = dict(zip(out.grads[0].item_ids, out.grads[0].count.tolist(), strict=True))
+    assert sum(counts.values()) == 40 * (1 + 4)  # every row: its positive and 4 negatives
+    uniform = step(UserShard(), [encode_event(e) for e in events], NO_TS, table, np.random.default_rng(4),
+                   dataclasses.replace(params, negative_pool=0))
+    assert len(uniform.grads[0].item_ids) > len(touched)  # the same batch drawing from all 60 items
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 50), st.integers(0, 60), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_negatives_are_never_the_rows_positive_and_stay_in_their_pool(n_items: int, pool: int, k: int,
+                                                                      seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, n_items, size=30)
+    negs = draw_negatives(np.random.default_rng(seed + 1), pos, n_items, k, pool)
+    assert negs.shape == (30, k) and negs.min() >= 0 and negs.max() < n_items
+    assert not (negs == pos[:, None]).any()
+    if 0 < pool < n_items - 1:
+        assert len(set(negs.ravel().tolist())) <= pool + 1
