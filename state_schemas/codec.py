@@ -53,6 +53,7 @@ TAGS: Final[Mapping[str, int]] = {
     "share_batch": ord("Z"),
     "index_log": ord("L"),
     "item_log": ord("T"),
+    "cassandra_rows": ord("W"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

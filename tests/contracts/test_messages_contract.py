@@ -16,6 +16,7 @@ import pytest
 from operators.ann.index import AnnIndex
 from pipeline.errors import SchemaError
 from state_schemas.batches import GradBatch, decode_grads, decode_records, encode_grads, encode_records
+from state_schemas.cassandra_rows import decode_rows, encode_rows
 from state_schemas.codec import TAGS
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import (
@@ -71,6 +72,7 @@ BLOBS: dict[str, bytes] = {
     "grad_batch": encode_grads(GradBatch(5, ["a", "b"], np.ones((2, 4), np.float32), np.ones(2, np.float32),
                                          np.ones(2, np.uint32))),
     "share_batch": encode_builder(_SHARES, [encode_query(_QUERY)]),
+    "cassandra_rows": encode_rows([(0, 5, '{"user_id": "u1", "event_count": 3}'), (1, 6, "{}")]),
 }
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -86,6 +88,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "record_batch": decode_records,
     "grad_batch": decode_grads,
     "share_batch": decode_shares,
+    "cassandra_rows": decode_rows,
 }
 
 
