@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "state_schemas.cassandra_rows",
     "state_schemas.codec",
     "state_schemas.events",
     "state_schemas.events_v1",
