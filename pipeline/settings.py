@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     cassandra_port: int = 9042
     cassandra_keyspace: str = "liverec"
     cassandra_replication_factor: int = 1
+    # the datacenter the Java sink writes to (its driver routes only to that one); a single-node or
+    # default-configured cluster is "datacenter1"
+    cassandra_local_dc: str = "datacenter1"
     cassandra_write_timeout_s: float = 600.0  # retry (back-pressure) this long before failing the job
     # PasswordAuthenticator login; none: no authentication
     cassandra_username: str | None = None

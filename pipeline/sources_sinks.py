@@ -1,4 +1,4 @@
-"""Kafka sources and sinks of the job, built from settings in one place.
+"""Kafka sources and sinks of the job, and its Cassandra rows sink, built from settings in one place.
 
 Every sink is transactional (`EXACTLY_ONCE`) unless configured otherwise (only `recommendations` can
 be): its records become visible to `read_committed` consumers when the checkpoint that covers them
@@ -131,3 +131,45 @@ def bytes_sink(settings: Settings, topic: str, *, name: str, exactly_once: bool 
         .set_property("transaction.timeout.ms", str(settings.kafka_transaction_timeout_ms)),
         settings,
     ).build()
+
+
+CASSANDRA_SINK_CLASS = "io.liverec.cassandra.CassandraRowsSink"
+
+
+def cassandra_rows_sink(settings: Settings, name: str):  # noqa: ANN201 - pyflink type
+    """Sink of RowBatch records (`state_schemas.cassandra_rows`): idempotent upserts, flushed before checkpoints.
+
+    The Java sink (pipeline/jvm/, built by `liverec infra fetch`, on `pipeline.jars`) binds each row to a
+    prepared ``INSERT ... JSON ? DEFAULT UNSET USING TIMESTAMP ?`` and writes unlogged batches of
+    ``cassandra_batch_rows`` rows, at most ``cassandra_max_in_flight`` requests at a time; a request failing
+    for longer than ``cassandra_write_timeout_s`` fails the job (it restarts from its last checkpoint).
+    The stream must carry Java ``byte[]`` (``output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())``).
+    ``name`` names the sink in its logs, errors and driver session; give the operator the same name and
+    uid: ``stream.sink_to(cassandra_rows_sink(s, "profile-rows")).name("profile-rows").uid("profile-rows")``.
+    Call it after `pipeline.flink_env.stream_env` (which puts the jar on the gateway's class path).
+    """
+    from pyflink.datastream.connectors.base import Sink
+    from pyflink.java_gateway import get_gateway
+
+    from pipeline.credentials import cassandra_credentials
+    from state_schemas.cassandra_rows import TABLES
+
+    user, password = cassandra_credentials(settings)  # (None, None) without authentication
+    jvm = get_gateway().jvm
+    sink_class = jvm
+    for part in CASSANDRA_SINK_CLASS.split("."):
+        sink_class = getattr(sink_class, part)
+    j_sink = sink_class(
+        name,
+        list(settings.cassandra_contact_points),
+        settings.cassandra_port,
+        settings.cassandra_local_dc,
+        settings.cassandra_keyspace,
+        list(TABLES),  # the table numbering lives in state_schemas.cassandra_rows only
+        user,
+        password,  # into the constructor only: never logged (the Java sink's toString leaves it out)
+        settings.cassandra_max_in_flight,
+        settings.cassandra_batch_rows,
+        float(settings.cassandra_write_timeout_s),
+    )
+    return Sink(j_sink)
