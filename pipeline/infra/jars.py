@@ -101,29 +101,29 @@ def sink_jar(cache_dir: Path) -> Path:
     return jar_dir(cache_dir, "liverec") / SINK_JAR
 
 
-def is_sink_built(cache_dir: Path) -> bool:
+def is_sink_built(cache_dir: Path, module: Path = SINK_MODULE) -> bool:
     """True when the sink jar exists and was built from the current pom and sources."""
     stamp = jar_dir(cache_dir, "liverec") / ".built-from"
-    return sink_jar(cache_dir).is_file() and stamp.is_file() and stamp.read_text() == sink_sources_hash()
+    return sink_jar(cache_dir).is_file() and stamp.is_file() and stamp.read_text() == sink_sources_hash(module)
 
 
-def build_sink(cache_dir: Path, *, log=print) -> Path:
+def build_sink(cache_dir: Path, *, log=print, module: Path = SINK_MODULE) -> Path:
     """Build the Cassandra sink jar (pipeline/jvm) unless built from the same sources; return its path."""
     jar = sink_jar(cache_dir)
-    if is_sink_built(cache_dir):
+    if is_sink_built(cache_dir, module):
         return jar
     mvn = shutil.which("mvn")
     if mvn is None:
         msg = "Maven ('mvn') is not on PATH: install Maven 3.8+ (it builds the job's Cassandra sink jar)"
         raise InfraError(msg)
-    want = sink_sources_hash()
+    want = sink_sources_hash(module)
     build_dir = cache_dir / "build" / "cassandra-sink"
     log_file = cache_dir / "logs" / "cassandra-sink-build.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the Cassandra sink jar from {SINK_MODULE} (Maven log: {log_file}) …")
+    log(f"building the Cassandra sink jar from {module} (Maven log: {log_file}) …")
     started = time.monotonic()
     cmd = [
-        mvn, "-B", "-f", str(SINK_MODULE / "pom.xml"),
+        mvn, "-B", "-f", str(module / "pom.xml"),
         f"-Dmaven.repo.local={cache_dir / 'm2'}",
         f"-Dliverec.build.dir={build_dir}",
         "clean", "package",
@@ -134,7 +134,7 @@ def build_sink(cache_dir: Path, *, log=print) -> Path:
     if proc.returncode != 0 or not built:
         tail = log_file.read_text(errors="replace").strip().splitlines()[-15:]
         msg = (
-            f"mvn could not build the Cassandra sink jar from {SINK_MODULE} (exit {proc.returncode}); "
+            f"mvn could not build the Cassandra sink jar from {module} (exit {proc.returncode}); "
             f"the whole Maven log is {log_file}. Its last lines:\n" + "\n".join(tail)
         )
         raise InfraError(msg)

@@ -247,3 +247,199 @@ def test_a_malformed_record_fails_the_job_naming_the_format(scratch: Settings) -
     with pytest.raises(Exception) as err:  # noqa: PT011 - py4j wraps the job failure; the message is checked
         _job(scratch, [good, b"E\x01\x00not a row batch"])
     assert "malformed RowBatch ('cassandra_rows' v1, tag 'W') record" in str(err.value)
+
+
+# --- metrics of a running job, read through the MiniCluster's REST API -------------------------------
+
+METRICS = ("cassandra_rows_written", "cassandra_write_retries", "cassandra_write_errors", "cassandra_in_flight",
+           "cassandra_write_latency_ms", "cassandra_write_latency_max_ms")
+
+
+def _rest(port: int, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310 - loopback
+        return json.load(r)
+
+
+def _sink_metrics(port: int, job_id: str) -> dict[str, float]:
+    """The liverec metrics of the job's sink writer (summed over its subtasks), by name."""
+    out: dict[str, float] = {}
+    for vertex in _rest(port, f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        ids = [m["id"] for m in _rest(port, base) if ".liverec." in m["id"]]
+        if ids:
+            for m in _rest(port, f"{base}?get={','.join(ids)}"):
+                name = m["id"].rsplit(".", 1)[1]
+                out[name] = out.get(name, 0.0) + float(m["value"])
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_running_job_reports_the_sink_metrics(scratch: Settings) -> None:
+    from pyflink.common import WatermarkStrategy
+
+    from pipeline.flink_env import stream_env
+    from pipeline.kafka_io import ensure_topics, produce
+    from pipeline.sources_sinks import bytes_source, cassandra_rows_sink
+
+    s = scratch.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}-"})
+    ensure_topics(s)
+    rows = [_profile(f"u{i}", 1 + i) for i in range(300)]
+    produce(s, s.topic("events"), [(None, encode_rows(rows[i : i + 20])) for i in range(0, len(rows), 20)])
+
+    port = _free_port()
+    env = stream_env(s, extra={"rest.port": str(port), "metrics.fetcher.update-interval": "200 ms"})
+    env.set_parallelism(1)
+    source = bytes_source(s, "events", group_id=f"{s.topic_prefix}rows")  # unbounded: the job keeps running
+    (env.from_source(source, WatermarkStrategy.no_watermarks(), "rows-source")
+     .sink_to(cassandra_rows_sink(s, "metric-rows")).name("metric-rows").uid("metric-rows"))
+    client = env.execute_async(f"cassandra-rows-metrics-{s.cassandra_keyspace}")
+    try:
+        deadline = time.monotonic() + 90
+        metrics: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            try:
+                metrics = _sink_metrics(port, str(client.get_job_id()))
+            except OSError:
+                metrics = {}
+            if metrics.get("cassandra_rows_written") == len(rows):
+                break
+            time.sleep(0.5)
+        assert set(METRICS) <= set(metrics), f"metrics of the sink writer: {sorted(metrics)}"
+        assert metrics["cassandra_rows_written"] == len(rows)
+        assert metrics["cassandra_write_errors"] == 0 and metrics["cassandra_write_retries"] == 0
+        assert metrics["cassandra_in_flight"] == 0
+        (count,) = _select(s, "SELECT count(*) FROM user_profiles")[0]
+        assert count == len(rows)
+    finally:
+        client.cancel().result()
+
+
+# --- outages: a loopback TCP proxy in front of the real Cassandra that the test cuts and restores ----
+
+
+class _Proxy:
+    """Forwards 127.0.0.1:<port> to Cassandra; `cut` closes every connection and refuses new ones."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = _free_port()
+        self._conns: list[Any] = []
+        self._listener: Any = None
+        self.restore()
+
+    def restore(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        import socket
+
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone keeps it listening
+        except OSError:
+            pass
+        self._listener.close()
+        for sock in self._conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self._conns.clear()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            upstream = socket.create_connection(self.target)
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+def _until(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_an_outage_is_retried_and_nothing_is_lost(jvm: Any, scratch: Settings) -> None:
+    proxy = _Proxy((scratch.cassandra_contact_points[0], scratch.cassandra_port))
+    s = scratch.model_copy(update={"cassandra_hosts": "127.0.0.1", "cassandra_port": proxy.port})
+    writer = _writer(jvm, s, "outage")
+    try:
+        writer.write(encode_rows([_profile("before", 1)]), None)
+        writer.flush(False)
+        proxy.cut()
+        writer.write(encode_rows([_profile(f"during-{i}", 1) for i in range(40)]), None)
+        _until(lambda: writer.writeRetries() >= 3, 20, "the writes to fail and be retried")
+        assert writer.inFlight() > 0
+        proxy.restore()
+        writer.flush(False)  # returns once the driver reconnected and the retries went through
+        assert writer.inFlight() == 0 and writer.rowsWritten() == 41
+        (count,) = _select(scratch, "SELECT count(*) FROM user_profiles")[0]
+        assert count == 41
+    finally:
+        writer.close()
+        proxy.cut()
+
+
+def test_writes_failing_past_the_write_timeout_fail_the_next_flush(jvm: Any, scratch: Settings) -> None:
+    from py4j.protocol import Py4JJavaError
+
+    proxy = _Proxy((scratch.cassandra_contact_points[0], scratch.cassandra_port))
+    s = scratch.model_copy(update={"cassandra_hosts": "127.0.0.1", "cassandra_port": proxy.port,
+                                   "cassandra_write_timeout_s": 2.0})
+    writer = _writer(jvm, s, "timeout")
+    try:
+        writer.write(encode_rows([_profile("before", 1)]), None)
+        writer.flush(False)
+        proxy.cut()
+        writer.write(encode_rows([_profile("during", 2)]), None)
+        started = time.monotonic()
+        with pytest.raises(Py4JJavaError) as err:
+            writer.flush(False)
+        assert 1.0 < time.monotonic() - started < 15
+        msg = str(err.value.java_exception.getMessage())
+        assert "Cassandra sink 'timeout': a write of 1 rows kept failing for 2s" in msg
+        assert "restarts from its last checkpoint" in msg
+        assert writer.writeRetries() >= 2 and writer.writeErrors() == writer.writeRetries() + 1
+    finally:
+        writer.close()
+        proxy.cut()

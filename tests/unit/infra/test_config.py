@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
+
 from pipeline.cassandra_io import schema_statements
 from pipeline.infra import jars
 from pipeline.infra.servers import host_port
@@ -70,3 +75,43 @@ def test_kafka_cluster_id_never_starts_with_a_dash(monkeypatch) -> None:
     cid = servers.kafka_cluster_id()
     assert cid == "EAAAAAAAAAAAAAAAAAAAAA"
     assert len(cid) == 22
+
+
+def _sink_module(root: Path) -> Path:
+    """A copy of the sink module's pom and sources under ``root`` (its hash is the real module's)."""
+    module = root / "jvm"
+    shutil.copytree(jars.SINK_MODULE / "src", module / "src")
+    shutil.copyfile(jars.SINK_MODULE / "pom.xml", module / "pom.xml")
+    return module
+
+
+def test_sink_jar_is_rebuilt_when_its_pom_or_a_source_changes(tmp_path) -> None:
+    module = _sink_module(tmp_path)
+    cache = tmp_path / "cache"
+    jar = jars.sink_jar(cache)
+    jar.parent.mkdir(parents=True)
+    jar.write_bytes(b"PK")
+    assert jars.sink_sources_hash(module) == jars.sink_sources_hash()
+    assert not jars.is_sink_built(cache, module), "no stamp: not built"
+    (jar.parent / ".built-from").write_text(jars.sink_sources_hash(module))
+    assert jars.is_sink_built(cache, module)
+    source = next((module / "src").rglob("RowBatch.java"))
+    source.write_text(source.read_text() + "\n// changed\n")
+    assert not jars.is_sink_built(cache, module), "a changed source must rebuild"
+    (jar.parent / ".built-from").write_text(jars.sink_sources_hash(module))
+    (module / "pom.xml").write_text((module / "pom.xml").read_text().replace("0.1.0", "0.1.1", 1))
+    assert not jars.is_sink_built(cache, module), "a changed pom must rebuild"
+
+
+def test_a_failed_sink_build_names_the_maven_log(tmp_path) -> None:
+    from pipeline.errors import InfraError
+
+    module = _sink_module(tmp_path)
+    (module / "pom.xml").write_text("<project>not a pom")
+    cache = tmp_path / "cache"
+    with pytest.raises(InfraError) as err:
+        jars.build_sink(cache, module=module, log=lambda _m: None)
+    log_file = cache / "logs" / "cassandra-sink-build.log"
+    assert f"the whole Maven log is {log_file}" in str(err.value)
+    assert log_file.read_text().strip(), "the log holds Maven's output"
+    assert not jars.sink_jar(cache).exists()
