@@ -67,3 +67,9 @@ def test_compose_files_hold_no_password_and_pass_secrets_as_files() -> None:
         env = overlay["services"][name]["environment"]
         mounted = {f"/run/secrets/{s['source']}" for s in overlay["services"][name]["secrets"]}
         assert {env["LIVEREC_KAFKA_SASL_PASSWORD_FILE"], env["LIVEREC_CASSANDRA_PASSWORD_FILE"]} <= mounted
+
+
+def test_image_builds_the_cassandra_sink_jar_into_flink_lib() -> None:
+    text = (ROOT / "docker/Dockerfile").read_text()
+    assert "COPY pipeline/jvm/pom.xml pom.xml" in text and "COPY pipeline/jvm/src src" in text
+    assert "COPY --from=sink /build/liverec-cassandra-sink.jar /opt/flink/lib/" in text
