@@ -68,7 +68,7 @@ def _fail(exc: Exception) -> None:
 
 @infra_app.command("fetch")
 def infra_fetch() -> None:
-    """Resolve the Kafka, Cassandra and Flink-connector jars from Maven Central into the cache."""
+    """Resolve the Kafka, Cassandra and Flink-connector jars into the cache; build the Cassandra sink jar."""
     from pipeline.errors import LiverecError
     from pipeline.infra import jars
 
