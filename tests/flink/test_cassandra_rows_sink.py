@@ -42,11 +42,18 @@ def scratch(stack: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def jvm(stack: Settings) -> Any:
-    """The PyFlink gateway's JVM with the sink jar on its class path (no job needed)."""
-    from pyflink.java_gateway import get_gateway
-    from pyflink.util.java_utils import add_jars_to_context_class_loader
+    """The PyFlink gateway's JVM with the sink jar on its class path (no job needed).
 
-    add_jars_to_context_class_loader([jars.build_sink(stack.cache_dir).resolve().as_uri()])
+    Through `stream_env`, like every job: it starts the gateway JVM with the environment thread mode
+    needs (a gateway started without it fails every later job of the session: no module 'pemja')
+    and puts `pipeline.jars`, the sink jar included, on the gateway's class path.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    from pipeline.flink_env import stream_env
+
+    stream_env(stack)
+    assert jars.is_sink_built(stack.cache_dir)
     return get_gateway().jvm
 
 
