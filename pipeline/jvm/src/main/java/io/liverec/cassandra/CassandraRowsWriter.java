@@ -297,9 +297,10 @@ public final class CassandraRowsWriter implements SinkWriter<byte[]> {
             if (now - firstFailureNanos + backoffMs * 1_000_000 > timeoutNanos) {
                 giveUp(new IOException(String.format(
                         "%s: a write of %d rows kept failing for %.0fs (last: %s: %s); the job fails and restarts "
-                                + "from its last checkpoint. Check Cassandra is up at %s:%d.",
+                                + "from its last checkpoint. Check Cassandra is up at %s:%d and has a datacenter "
+                                + "'%s' (LIVEREC_CASSANDRA_LOCAL_DC).",
                         who, rows, config.writeTimeoutSeconds, cause.getClass().getSimpleName(), cause.getMessage(),
-                        config.contactPoints, config.port), cause));
+                        config.contactPoints, config.port, config.localDatacenter), cause));
                 return;
             }
             if (backoffMs == FIRST_BACKOFF_MS) {
