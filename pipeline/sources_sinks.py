@@ -143,6 +143,7 @@ def cassandra_rows_sink(settings: Settings, name: str):  # noqa: ANN201 - pyflin
     prepared ``INSERT ... JSON ? DEFAULT UNSET USING TIMESTAMP ?`` and writes unlogged batches of
     ``cassandra_batch_rows`` rows, at most ``cassandra_max_in_flight`` requests at a time; a request failing
     for longer than ``cassandra_write_timeout_s`` fails the job (it restarts from its last checkpoint).
+    It logs in with the Cassandra credentials of the settings, if any (`pipeline.credentials`).
     The stream must carry Java ``byte[]`` (``output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())``).
     ``name`` names the sink in its logs, errors and driver session; give the operator the same name and
     uid: ``stream.sink_to(cassandra_rows_sink(s, "profile-rows")).name("profile-rows").uid("profile-rows")``.

@@ -288,3 +288,44 @@ def test_count_job_reads_and_writes_with_plain_over_tls(auth: AuthStack) -> None
     outputs = list(read_committed(s, s.topic("user-counts"), idle_ms=3000))
     assert len(outputs) == len(batch.records)
     assert not _grep(_logs(auth), auth.token)
+
+
+def test_the_java_rows_sink_logs_in_and_a_refused_login_fails_at_once(auth: AuthStack) -> None:
+    import json
+
+    from py4j.protocol import Py4JJavaError
+    from pyflink.java_gateway import get_gateway
+
+    from pipeline.flink_env import stream_env
+    from pipeline.sources_sinks import cassandra_rows_sink
+    from state_schemas.cassandra_rows import USER_PROFILES, encode_rows
+
+    stream_env(auth.settings)  # starts the gateway as every job does, with the sink jar on its class path
+    jvm = get_gateway().jvm
+
+    def writer(s: Settings) -> object:
+        sink = cassandra_rows_sink(s, "creds").get_java_function()
+        assert auth.token not in str(sink.toString())
+        metrics = jvm.org.apache.flink.metrics.groups.UnregisteredMetricsGroup()
+        return jvm.io.liverec.cassandra.CassandraRowsWriter(sink, metrics)
+
+    user = f"java-sink-{auth.token}"
+    w = writer(auth.settings)
+    try:
+        w.write(encode_rows([(USER_PROFILES, 3, json.dumps({"user_id": user, "event_count": 5}))]), None)
+        w.flush(False)
+    finally:
+        w.close()
+    assert profile_rows(auth.settings, [user], "event_count")[user].event_count == 5
+
+    wrong = auth.settings.model_copy(update={"cassandra_password": SecretStr("not-it"),
+                                             "cassandra_password_file": None, "cassandra_write_timeout_s": 120.0})
+    anonymous = wrong.model_copy(update={"cassandra_username": None, "cassandra_password": None})
+    for s, expected in ((wrong, f"refused the login of user '{USER}'"), (anonymous, "requires a login")):
+        started = time.monotonic()
+        with pytest.raises(Py4JJavaError) as err:
+            writer(s)
+        msg = str(err.value.java_exception.getMessage())
+        assert expected in msg and "LIVEREC_CASSANDRA_PASSWORD" in msg, msg
+        assert "not-it" not in msg and auth.token not in msg
+        assert time.monotonic() - started < 60, "a refused login must not be retried until the write timeout"

@@ -47,7 +47,8 @@ public final class CassandraRowsSink implements Sink<byte[]> {
      * @param localDatacenter the datacenter to write to; null: {@value #DEFAULT_DATACENTER}
      * @param tables the table of each number of a row's table byte, in order
      *     (state_schemas.cassandra_rows.TABLES: the numbering lives there only)
-     * @param username null for no authentication (then password must be null too)
+     * @param username null for no authentication (then password must be null too); a refused login fails the
+     *     writer at once (not retried), naming the user and the settings, never the password
      * @param maxInFlight write requests in flight at most; {@code write} blocks at the bound
      * @param rowsPerBatch rows per unlogged batch request
      * @param writeTimeoutSeconds how long a failing request (or the first connection) is retried

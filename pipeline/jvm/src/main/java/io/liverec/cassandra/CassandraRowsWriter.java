@@ -1,7 +1,9 @@
 package io.liverec.cassandra;
 
+import com.datastax.oss.driver.api.core.AllNodesFailedException;
 import com.datastax.oss.driver.api.core.CqlSession;
 import com.datastax.oss.driver.api.core.DriverException;
+import com.datastax.oss.driver.api.core.auth.AuthenticationException;
 import com.datastax.oss.driver.api.core.config.DefaultDriverOption;
 import com.datastax.oss.driver.api.core.config.DriverConfigLoader;
 import com.datastax.oss.driver.api.core.cql.BatchStatement;
@@ -85,7 +87,10 @@ public final class CassandraRowsWriter implements SinkWriter<byte[]> {
     private final Counter writeErrors;
     private final Counter writeRetries;
 
-    /** Opens the session, retrying the connection until the write timeout (a restart waits for Cassandra). */
+    /**
+     * Opens the session, retrying the connection until the write timeout (a restart waits for Cassandra); a
+     * refused login throws at once.
+     */
     public CassandraRowsWriter(CassandraRowsSink config, MetricGroup metrics) throws IOException {
         this.config = config;
         this.who = "Cassandra sink '" + config.name + "'";
@@ -230,6 +235,11 @@ public final class CassandraRowsWriter implements SinkWriter<byte[]> {
             } catch (QueryValidationException e) {
                 throw new IOException(who + ": cannot " + what + ": " + e.getMessage(), e);
             } catch (DriverException e) {
+                String refused = refusedLogin(e);
+                if (refused != null) {
+                    throw new IOException(who + ": Cassandra at " + config.contactPoints + ":" + config.port
+                            + " " + refused, e);
+                }
                 if (System.nanoTime() > deadline) {
                     throw new IOException(String.format("%s: could not %s for %.0fs (%s: %s)",
                             who, what, config.writeTimeoutSeconds, e.getClass().getSimpleName(), e.getMessage()), e);
@@ -243,6 +253,34 @@ public final class CassandraRowsWriter implements SinkWriter<byte[]> {
                 }
             }
         }
+    }
+
+    /**
+     * What to tell the operator when {@code e} is a refused or missing login, else null (retry it).
+     *
+     * <p>A wrong password is not an outage: retrying it for the write timeout only delays the failure. "Unable
+     * to perform authentication" (the server's auth tables unavailable) stays an outage and is retried. The
+     * messages name the user and the settings, never the password.
+     */
+    private String refusedLogin(DriverException e) {
+        if (!(e instanceof AllNodesFailedException)) {
+            return null;
+        }
+        for (List<Throwable> errors : ((AllNodesFailedException) e).getAllErrors().values()) {
+            for (Throwable error : errors) {
+                for (Throwable t = error; t != null; t = t.getCause()) {
+                    String msg = String.valueOf(t.getMessage());
+                    if (t instanceof AuthenticationException && !msg.contains("Unable to perform authentication")) {
+                        String settings = "LIVEREC_CASSANDRA_USERNAME and LIVEREC_CASSANDRA_PASSWORD "
+                                + "(or LIVEREC_CASSANDRA_PASSWORD_FILE)";
+                        return config.username == null
+                                ? "requires a login (" + msg + "): set " + settings
+                                : "refused the login of user '" + config.username + "' (" + msg + "): check " + settings;
+                    }
+                }
+            }
+        }
+        return null;
     }
 
     /** One write request (a batch or a single row) until it is acknowledged or given up. */
