@@ -53,6 +53,9 @@ TAGS: Final[Mapping[str, int]] = {
     "share_batch": ord("Z"),
     "index_log": ord("L"),
     "item_log": ord("T"),
+    "feature_batch": ord("F"),
+    "drift_state": ord("D"),
+    "adjustment": ord("J"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.
