@@ -213,6 +213,23 @@ def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
         "evaluations-sink").uid("evaluations-sink")
 
 
+def _drift(features: Any, s: Settings) -> Any:
+    """Drift monitor: FeatureBatch records (from the user shards) keyed by one constant → `alerts` topic."""
+    from pyflink.common import Types
+
+    from operators.drift.flink import DRIFT_KEY, DriftMonitor
+    from pipeline.drift_params import drift_params
+    from pipeline.sources_sinks import bytes_sink
+
+    alerts = (
+        features.key_by(lambda _b: DRIFT_KEY, key_type=Types.STRING())
+        .process(DriftMonitor(drift_params(s)), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        .name("drift-monitor").uid("drift-monitor")
+    )
+    alerts.sink_to(bytes_sink(s, "alerts", name="alerts")).name("alerts-sink").uid("alerts-sink")
+    return alerts
+
+
 def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None) -> None:
     """Add the whole job to `env` (a StreamExecutionEnvironment from pipeline.flink_env)."""
     group = f"{settings.job_name}-{settings.topic_prefix}job"
