@@ -25,7 +25,7 @@ def drift_params(s: Settings) -> DriftParams:
         reference=WindowSpec(s.drift_reference_samples, s.drift_reference_ms, s.drift_min_samples),
         current=WindowSpec(s.drift_window_samples, s.drift_window_ms, s.drift_min_samples),
         alpha=s.drift_alpha, min_statistic=s.drift_min_statistic, rebaseline=s.drift_rebaseline,
-        quiet_windows=s.drift_quiet_windows, seed=s.model_seed, job_name=s.job_name,
+        quiet_windows=s.drift_quiet_windows, warmup_ms=s.drift_warmup_ms, seed=s.model_seed, job_name=s.job_name,
         model_version=model_version(s.embedding_dim, s.negatives, s.model_seed),
     )
 

@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     drift_min_statistic: float = Field(default=0.1, ge=0, le=1)  # KS distance below which nothing alerts
     drift_rebaseline: bool = True  # after an alert the reference refills from the new data (else: kept)
     drift_quiet_windows: int = Field(default=2, ge=1)  # without rebaseline: quiet windows that end an episode
+    drift_warmup_ms: int = Field(default=1_800_000, ge=0)  # event time after a feature's first sample not used
     # What an alert does (operators/drift/actions.py); applied by the stages that read adjustments
     drift_action: str = Field(default="none", pattern="^(none|popularity_boost|learning_rate)$")
     drift_action_features: str = "category,served_score"  # alerts of these features trigger the action

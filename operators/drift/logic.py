@@ -14,6 +14,12 @@ No pyflink import, no clock (``now_ms`` only stamps ``detected_at``). Per monito
   same state and a replay the same alerts). A window of ten minutes of events therefore represents all
   ten minutes, at any rate, in a state of fixed size.
 
+**Warm-up.** Samples of a batch that ends less than ``warmup_ms`` of event time after the start of the
+feature's first batch are not used (counted in `DriftOut.warmup`). Why: a job that starts from empty
+state first sees biased samples. Sessions that closed early are the short ones (a long one cannot have
+closed yet), and the learner's vectors grow from their small initial values. A reference taken then
+would make the first windows after it alert.
+
 **Breach rule.** A test breaches when its p-value is below ``alpha / len(features)`` *and* its statistic
 is at least ``min_statistic``:
 
@@ -50,6 +56,7 @@ emit nothing. What ends it depends on ``rebaseline``:
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -109,6 +116,7 @@ class DriftParams:
     min_statistic: float = 0.1
     rebaseline: bool = True
     quiet_windows: int = 2
+    warmup_ms: int = 0
     seed: int = 7
     job_name: str = "liverec"
     model_version: str = ""
@@ -116,10 +124,10 @@ class DriftParams:
     def __post_init__(self) -> None:
         """Reject settings the monitor cannot work with, naming them."""
         if (not self.features or len(set(self.features)) != len(self.features) or not 0.0 < self.alpha < 1.0
-                or not 0.0 <= self.min_statistic <= 1.0 or self.quiet_windows < 1):
+                or not 0.0 <= self.min_statistic <= 1.0 or self.quiet_windows < 1 or self.warmup_ms < 0):
             msg = (f"DriftParams: need distinct features (at least one), 0 < alpha < 1, 0 <= min_statistic <= 1, "
-                   f"quiet_windows >= 1; got {self.features}, {self.alpha}, {self.min_statistic}, "
-                   f"{self.quiet_windows}. Fix the LIVEREC_DRIFT_* settings.")
+                   f"quiet_windows >= 1, warmup_ms >= 0; got {self.features}, {self.alpha}, {self.min_statistic}, "
+                   f"{self.quiet_windows}, {self.warmup_ms}. Fix the LIVEREC_DRIFT_* settings.")
             raise ConfigError(msg)
 
     @property
@@ -145,6 +153,7 @@ class DriftOut:
     tests: list[Tested] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)  # feature not monitored -> samples
     nonfinite: int = 0  # NaN / infinite samples left out (counted, never tested)
+    warmup: int = 0  # samples of batches that ended within a feature's warm-up (counted, not used)
 
 
 def initial_state(params: DriftParams) -> DriftState:
@@ -180,13 +189,20 @@ def step(state: DriftState, batch: FeatureBatch, params: DriftParams, now_ms: in
         if i is None:
             out.ignored[part.name] = out.ignored.get(part.name, 0) + part.size
             continue
+        f = features[i]
+        origin = part.start_ts if f.origin_ts == NO_TS else f.origin_ts
+        if part.end_ts < origin + params.warmup_ms:
+            out.warmup += part.size
+            features[i] = f._replace(origin_ts=origin)
+            continue
         values = part.values()
         finite = np.isfinite(values)
         if not finite.all():
             out.nonfinite += int(values.size - finite.sum())
             values = values[finite]
         if values.size:
-            features[i] = _offer_feature(features[i], values, part.start_ts, part.end_ts, params, now_ms, out)
+            f = _offer_feature(f, values, part.start_ts, part.end_ts, params, now_ms, out)
+        features[i] = f._replace(origin_ts=origin)
     return DriftState(tuple(features)), out
 
 
@@ -205,7 +221,10 @@ def _offer_feature(f: FeatureState, values: NDArray[np.float32], start: int, end
 
 def _test(f: FeatureState, cur: Window, p: DriftParams, now_ms: int, out: DriftOut) -> FeatureState:
     ref = f.reference
-    res = ks_2samp(ref.values(), cur.values())
+    with warnings.catch_warnings():
+        # "Exact calculation unsuccessful. Switching to method=asymp": expected for some window sizes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = ks_2samp(ref.values(), cur.values())
     statistic, p_value = float(res.statistic), float(res.pvalue)
     breach = p_value < p.test_alpha and statistic >= p.min_statistic
     out.tests.append(Tested(f.name, statistic, p_value, breach))

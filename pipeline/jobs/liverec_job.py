@@ -39,7 +39,8 @@ from pipeline.settings import Settings
 UIDS = (
     "batch-rows", "events-router", "dead-letter-sink", "item-vectors-source", "user-shards", "sessions-sink",
     "item-shards", "item-vectors-sink", "vectors-to-index", "index-shard", "index-events-sink",
-    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink",
+    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink", "drift-monitor",
+    "alerts-sink",
 )
 
 
@@ -238,6 +239,9 @@ def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms:
     users = _users(env, routed, settings, group=group)
     vectors_to_index = _items(users, settings)
     _index_and_gather(users, vectors_to_index, settings)
+    from operators.profile.flink import DRIFT
+
+    _drift(users.get_side_output(DRIFT), settings)
 
 
 def main() -> None:

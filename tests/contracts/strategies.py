@@ -198,7 +198,8 @@ windows = st.builds(Window, st.integers(0, U32), ts_any, ts_any, st.integers(0, 
 def drift_states(draw: st.DrawFn) -> DriftState:
     """Any drift monitor state (statistics finite: -1 stands for "no test yet")."""
     return DriftState(tuple(draw(st.lists(
-        st.builds(FeatureState, text, windows, windows, st.booleans(), st.integers(0, U32), finite, finite),
+        st.builds(FeatureState, text, windows, windows, st.booleans(), ts_any, st.integers(0, U32), finite,
+                  finite),
         max_size=3))))
 
 
@@ -245,7 +246,7 @@ SAMPLES: dict[str, Any] = {
                                                                struct.pack("<4f", 0.1, 0.5, 0.5, -1)),
                                             Window(3, 1_764_000_600_001, 1_764_000_700_000, 2,
                                                    struct.pack("<2f", 0.1, 0.9)),
-                                            True, 1, 0.42, 1e-12),)),
+                                            True, 1_763_990_000_000, 1, 0.42, 1e-12),)),
     "adjustment": Adjustment("popularity_weight", 2.0, 1_764_000_000_000, 1_764_000_900_000, "category"),
 }
 

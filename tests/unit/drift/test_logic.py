@@ -269,3 +269,17 @@ def test_bad_window_specs_are_refused() -> None:
     for args in [(0, 0, 1), (10, -1, 1), (10, 0, 0)]:
         with pytest.raises(ConfigError, match="LIVEREC_DRIFT"):
             WindowSpec(*args)
+
+
+def test_samples_within_the_warm_up_are_counted_and_not_used() -> None:
+    p = params(warmup_ms=1_000)
+    s = Stream(p)
+    s.feed(s.normal(900, mean=5.0), batch=100)  # event time T..T+899: all in the warm-up, and far off
+    f = s.state.features[0]
+    assert f.reference.seen == 0 and f.origin_ts == T
+    s.feed(s.normal(400), batch=100)  # the batch ending at T+999 is still in it; the rest fills the reference
+    assert s.state.features[0].reference.seen == 300
+    s.feed(s.normal(100 + 200 * 3), batch=100)
+    assert len(s.tests) == 3 and not s.alerts, "the warm-up's outliers never reached a window"
+    state, out = step(s.state, (FeatureSamples.from_array(X, T - 10, T - 5, [1.0]),), p, now_ms=0)
+    assert out.warmup == 1 and state.features[0].origin_ts == T, "a late batch from before the origin"
