@@ -6,10 +6,11 @@ Runs `step` (the same function the job's drift monitor calls) over:
 
 1. ``generated``: a long stationary stream of `pipeline.generator.events` (2,000 users with favourite
    categories, uniform types and dwell, ~5 events/s of event time), its features built with
-   `user_features` (the function the user stage calls) and a session-gap rule (5 min) for the session
-   features. ``user_norm`` and ``served_score`` have no learner behind them here: they are drawn i.i.d.
-   (gamma, normal) per batch, which measures the test machinery on continuous data. The job's settings
-   (defaults: span-based windows, reference 10 min, current 5 min, 30 min warm-up).
+   `user_features` (the function the user stage calls); sessions by a 5 min gap, closed as the user
+   stage closes them (the user's next event, or the watermark: newest event time - 5 s). ``user_norm``
+   and ``served_score`` have no learner behind them here: they are drawn i.i.d. (gamma, normal) per batch,
+   which measures the test machinery on continuous data. The job's settings (defaults: span-based
+   windows, reference 10 min, current 5 min, 30 min warm-up).
 2. ``shift``: the same stream, but from its middle (event time) on the type mix and the categories
    change as in tests/flink/test_drift_job.py, dwell halves and the two continuous draws move by half a
    standard deviation. Reports, per feature, the delay in event time from the shift to the end of the
@@ -29,6 +30,7 @@ Prints a table and writes benchmarks/results/drift_false_alarms.json.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import platform
 import sys
@@ -58,20 +60,34 @@ MIN = 60_000
 
 
 class Sessions:
-    """Sessions by an event-time gap, per user: yields (event count, start, end) of each closed one."""
+    """Sessions by an event-time gap, closed as the user stage closes them: by the user's next event after
+    the gap, or when the watermark passes the session's last event + gap (`close`)."""
 
     def __init__(self, gap_ms: int) -> None:
         self.gap = gap_ms
         self.open: dict[str, list[int]] = {}
+        self.ends: list[tuple[int, str]] = []
 
     def add(self, user: str, ts: int) -> tuple[int, int, int] | None:
         s = self.open.get(user)
         if s is not None and ts - s[2] <= self.gap:
             s[0] += 1
             s[2] = max(s[2], ts)
+            heapq.heappush(self.ends, (s[2] + self.gap, user))
             return None
         self.open[user] = [1, ts, ts]
+        heapq.heappush(self.ends, (ts + self.gap, user))
         return None if s is None else (s[0], s[1], s[2])
+
+    def close(self, watermark: int) -> list[tuple[int, int, int]]:
+        out = []
+        while self.ends and self.ends[0][0] <= watermark:
+            end, user = heapq.heappop(self.ends)
+            s = self.open.get(user)
+            if s is not None and s[2] + self.gap == end:
+                out.append((s[0], s[1], s[2]))
+                del self.open[user]
+        return out
 
 
 def run(batches: Iterator[tuple], p: DriftParams) -> dict:
@@ -94,6 +110,7 @@ def event_batches(events: list[dict], batch: int, rng: np.random.Generator, gap_
         chunk = events[i : i + batch]
         closed = [c for e in chunk if (c := sessions.add(e["user_id"], e["ts"])) is not None]
         ts = [e["ts"] for e in chunk]
+        closed += sessions.close(max(ts) - 5_000)  # the router's watermark: newest event time - 5 s
         after = shift_ts is not None and ts[0] >= shift_ts
         fb = F.user_features(
             types=[EVENT_TYPE_CODES[e["type"]] for e in chunk], ts=ts,

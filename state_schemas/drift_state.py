@@ -13,8 +13,8 @@ Byte layout, v1 (all little endian)::
     3       2     F u16 features, then F times:
                     1    L u8, then L bytes: UTF-8 feature name
                     1    flags u8: 1 = an alert episode is open
-                    8    origin_ts i64: start of the feature's first batch (NO_TS: none yet); the
-                         warm-up is measured from it
+                    8    hold_ts i64: samples of a batch that starts before it are not used (the end
+                         of the warm-up, or of the last alert's window); NO_TS: no batch yet
                     4    quiet u32: windows without a breach since the episode's last breach
                     8    statistic f64: last KS statistic (-1: no test yet)
                     8    p_value f64: last p-value (-1: no test yet)
@@ -78,7 +78,7 @@ class FeatureState(NamedTuple):
     reference: Window = EMPTY
     current: Window = EMPTY
     episode: bool = False
-    origin_ts: int = NO_TS
+    hold_ts: int = NO_TS
     quiet: int = 0
     statistic: float = -1.0
     p_value: float = -1.0
@@ -97,7 +97,7 @@ def _encode(state: DriftState) -> bytes:
         if not 0 < len(name) <= 255:
             msg = f"feature name {f.name!r} has {len(name)} UTF-8 bytes, need 1..255"
             raise ValueError(msg)
-        parts += [bytes((len(name),)), name, _FEATURE.pack(_EPISODE if f.episode else 0, f.origin_ts, f.quiet,
+        parts += [bytes((len(name),)), name, _FEATURE.pack(_EPISODE if f.episode else 0, f.hold_ts, f.quiet,
                                                            f.statistic, f.p_value)]
         for w in (f.reference, f.current):
             if len(w.data) % 4:
@@ -117,7 +117,7 @@ def _decode(data: bytes) -> DriftState:
             raise corrupt(_NAME, f"feature {len(out)} has an empty name")
         name = data[pos + 1 : pos + 1 + size].decode()
         pos += 1 + size
-        flags, origin, quiet, statistic, p_value = _FEATURE.unpack_from(data, pos)
+        flags, hold, quiet, statistic, p_value = _FEATURE.unpack_from(data, pos)
         if flags & ~_EPISODE:
             raise corrupt(_NAME, f"feature {name!r} has unknown flags {flags:#04x}")
         pos += _FEATURE.size
@@ -129,7 +129,7 @@ def _decode(data: bytes) -> DriftState:
                 raise corrupt(_NAME, f"feature {name!r}: window of {kept} samples, {len(data) - pos} bytes left")
             windows.append(Window(serial, start, end, seen, data[pos : pos + 4 * kept]))
             pos += 4 * kept
-        out.append(FeatureState(name, windows[0], windows[1], bool(flags & _EPISODE), origin, quiet, statistic,
+        out.append(FeatureState(name, windows[0], windows[1], bool(flags & _EPISODE), hold, quiet, statistic,
                                 p_value))
     if pos != len(data):
         raise corrupt(_NAME, f"{len(data) - pos} bytes after the last of {count} features")

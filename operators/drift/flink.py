@@ -11,7 +11,9 @@ state stays in memory between calls (a cache of keyed state, loaded on the first
 and written back on every call), so a call costs one encode, not a decode as well.
 
 Metrics, group ``liverec``: counters ``drift_alerts``, ``drift_windows`` (tests run),
-``drift_ignored_samples`` (samples of features not monitored), ``drift_nonfinite_samples``; per feature
+``drift_ignored_samples`` (samples of features not monitored), ``drift_nonfinite_samples``,
+``drift_held_samples`` (in a feature's warm-up, or in batches that began before its last alert window
+ended); per feature
 (group ``feature``, ``<name>``): counters ``drift_alerts`` and ``drift_windows``, gauges
 ``drift_statistic_permille`` and ``drift_p_value_permille`` (last test, ×1000 rounded down; -1 before
 the first test).
@@ -50,6 +52,7 @@ class DriftMonitor(KeyedProcessFunction):  # type: ignore[misc]
         self.windows = group.counter("drift_windows")
         self.ignored = group.counter("drift_ignored_samples")
         self.nonfinite = group.counter("drift_nonfinite_samples")
+        self.held = group.counter("drift_held_samples")
         self.per_feature: dict[str, tuple[Any, Any]] = {}
         self.last: dict[str, tuple[float, float]] = {name: (-1.0, -1.0) for name in self.params.features}
         for name in self.params.features:
@@ -79,6 +82,8 @@ class DriftMonitor(KeyedProcessFunction):  # type: ignore[misc]
             self.ignored.inc(sum(out.ignored.values()))
         if out.nonfinite:
             self.nonfinite.inc(out.nonfinite)
+        if out.held:
+            self.held.inc(out.held)
         for t in out.tests:
             self.windows.inc()
             self.per_feature[t.feature][1].inc()

@@ -14,8 +14,8 @@ No pyflink import, no clock (``now_ms`` only stamps ``detected_at``). Per monito
   same state and a replay the same alerts). A window of ten minutes of events therefore represents all
   ten minutes, at any rate, in a state of fixed size.
 
-**Warm-up.** Samples of a batch that ends less than ``warmup_ms`` of event time after the start of the
-feature's first batch are not used (counted in `DriftOut.warmup`). Why: a job that starts from empty
+**Warm-up.** Samples of a batch that starts less than ``warmup_ms`` of event time after the start of
+the feature's first batch are not used (counted in `DriftOut.held`). Why: a job that starts from empty
 state first sees biased samples. Sessions that closed early are the short ones (a long one cannot have
 closed yet), and the learner's vectors grow from their small initial values. A reference taken then
 would make the first windows after it alert.
@@ -39,7 +39,10 @@ emit nothing. What ends it depends on ``rebaseline``:
 - ``rebaseline=True`` (default): the alert empties the reference window; it refills from the samples that
   follow, and the episode ends when it is complete. Testing then resumes against the new normal, so a
   lasting shift alerts once, and a second shift later alerts again. The current window of the alert is
-  not used as the new reference: it may straddle the shift.
+  not used as the new reference: it may straddle the shift. Nor is a batch that starts before that
+  window's end (counted in `DriftOut.held`): several user shards send batches over the same stretch of
+  event time, and while the job catches up a batch can span minutes, so the batches that arrive right
+  after the alert can still hold samples from before the shift.
 - ``rebaseline=False``: the reference is kept; windows keep being tested against it, and the episode
   ends after ``quiet_windows`` tests in a row without a breach. A lasting shift alerts once and the
   feature stays in its episode until it returns to the reference.
@@ -153,7 +156,7 @@ class DriftOut:
     tests: list[Tested] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)  # feature not monitored -> samples
     nonfinite: int = 0  # NaN / infinite samples left out (counted, never tested)
-    warmup: int = 0  # samples of batches that ended within a feature's warm-up (counted, not used)
+    held: int = 0  # samples of batches that start before a feature's hold time: warm-up, or the last alert
 
 
 def initial_state(params: DriftParams) -> DriftState:
@@ -190,10 +193,10 @@ def step(state: DriftState, batch: FeatureBatch, params: DriftParams, now_ms: in
             out.ignored[part.name] = out.ignored.get(part.name, 0) + part.size
             continue
         f = features[i]
-        origin = part.start_ts if f.origin_ts == NO_TS else f.origin_ts
-        if part.end_ts < origin + params.warmup_ms:
-            out.warmup += part.size
-            features[i] = f._replace(origin_ts=origin)
+        if f.hold_ts == NO_TS:
+            f = features[i] = f._replace(hold_ts=part.start_ts + params.warmup_ms)
+        if part.start_ts < f.hold_ts:
+            out.held += part.size
             continue
         values = part.values()
         finite = np.isfinite(values)
@@ -201,8 +204,7 @@ def step(state: DriftState, batch: FeatureBatch, params: DriftParams, now_ms: in
             out.nonfinite += int(values.size - finite.sum())
             values = values[finite]
         if values.size:
-            f = _offer_feature(f, values, part.start_ts, part.end_ts, params, now_ms, out)
-        features[i] = f._replace(origin_ts=origin)
+            features[i] = _offer_feature(f, values, part.start_ts, part.end_ts, params, now_ms, out)
     return DriftState(tuple(features)), out
 
 
@@ -242,7 +244,8 @@ def _test(f: FeatureState, cur: Window, p: DriftParams, now_ms: int, out: DriftO
         model_version=p.model_version,
     ))
     if p.rebaseline:
-        return f._replace(reference=Window(ref.serial + 1), episode=True, quiet=0)
+        return f._replace(reference=Window(ref.serial + 1), episode=True, quiet=0,
+                          hold_ts=max(f.hold_ts, cur.end_ts + 1))
     return f._replace(episode=True, quiet=0)
 
 

@@ -274,12 +274,27 @@ def test_bad_window_specs_are_refused() -> None:
 def test_samples_within_the_warm_up_are_counted_and_not_used() -> None:
     p = params(warmup_ms=1_000)
     s = Stream(p)
-    s.feed(s.normal(900, mean=5.0), batch=100)  # event time T..T+899: all in the warm-up, and far off
+    s.feed(s.normal(1_000, mean=5.0), batch=100)  # batches starting at T..T+900: all in the warm-up, and far off
     f = s.state.features[0]
-    assert f.reference.seen == 0 and f.origin_ts == T
-    s.feed(s.normal(400), batch=100)  # the batch ending at T+999 is still in it; the rest fills the reference
-    assert s.state.features[0].reference.seen == 300
-    s.feed(s.normal(100 + 200 * 3), batch=100)
+    assert f.reference.seen == 0 and f.hold_ts == T + 1_000
+    s.feed(s.normal(400), batch=100)  # starts at T+1000: used
+    assert s.state.features[0].reference.seen == 400
+    s.feed(s.normal(200 * 3), batch=100)
     assert len(s.tests) == 3 and not s.alerts, "the warm-up's outliers never reached a window"
-    state, out = step(s.state, (FeatureSamples.from_array(X, T - 10, T - 5, [1.0]),), p, now_ms=0)
-    assert out.warmup == 1 and state.features[0].origin_ts == T, "a late batch from before the origin"
+    state, out = step(s.state, (FeatureSamples.from_array(X, T - 10, T + 5_000, [1.0, 2.0]),), p, now_ms=0)
+    assert out.held == 2 and state.features[0].current == s.state.features[0].current, "a batch from before it"
+
+
+def test_after_an_alert_batches_that_start_before_the_alert_window_ends_are_held() -> None:
+    """Sibling batches (other user shards) over the same event time must not seed the new reference."""
+    p = params()
+    s = Stream(p, 6)
+    s.feed(s.normal(400))
+    s.feed(s.normal(200, 3.0))
+    (a,) = s.alerts
+    assert s.state.features[0].hold_ts == a.current.end_ts + 1
+    late = (FeatureSamples.from_array(X, a.current.start_ts, a.current.end_ts, s.normal(300)),)
+    state, out = step(s.state, late, p, now_ms=0)
+    assert out.held == 300 and state.features[0].reference.seen == 0
+    s.feed(s.normal(400, 3.0))
+    assert s.state.features[0].reference.start_ts > a.current.end_ts
