@@ -50,15 +50,19 @@ def events(
     start_ms: int,
     user_prefix: str = "u",
     max_step_ms: int = 2000,
+    types: tuple[str, ...] = EVENT_TYPES,
+    categories: tuple[str, ...] = CATEGORIES,
 ) -> GeneratedBatch:
     """`n` records over `users` users.
 
     Every `malformed_every`-th record is broken and every `duplicate_every`-th is a producer
     redelivery of the previous good event (same event_id); 0 disables either. `per_user` counts
-    distinct well-formed events only: what a correct job must end up with.
+    distinct well-formed events only: what a correct job must end up with. ``types`` and ``categories``
+    (a subset of `CATEGORIES`) are what events are drawn from, uniformly (repeat an entry to weight it):
+    the drift tests shift them at a known event time.
     """
     rng = random.Random(seed)
-    favourite = {u: rng.choice(CATEGORIES) for u in range(users)}
+    favourite = {u: rng.choice(categories) for u in range(users)}
     out = GeneratedBatch()
     ts = start_ms
     last_good: tuple[bytes | None, bytes] | None = None
@@ -72,7 +76,7 @@ def events(
             out.malformed += 1
             continue
         u = rng.randrange(users)
-        cat = favourite[u] if rng.random() < 0.8 else rng.choice(CATEGORIES)
+        cat = favourite[u] if rng.random() < 0.8 else rng.choice(categories)
         item = CATEGORIES.index(cat) * (items // len(CATEGORIES)) + rng.randrange(items // len(CATEGORIES))
         ts += rng.randrange(0, max_step_ms)
         user_id = f"{user_prefix}{u}"
@@ -80,7 +84,7 @@ def events(
             "event_id": f"e{seed}-{i}",
             "user_id": user_id,
             "item_id": f"i{item}",
-            "type": rng.choice(EVENT_TYPES),
+            "type": rng.choice(types),
             "ts": ts,
             "category": cat,
             "dwell_ms": rng.randrange(0, 60_000),

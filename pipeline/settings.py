@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -134,6 +134,27 @@ class Settings(BaseSettings):
         description="at_least_once: answers visible without waiting for a checkpoint; dedupe by request_id.",
     )
 
+    # Drift detection (docs/configuration.md#drift): two-sample KS tests between a reference window and the
+    # current window of each feature; a breach writes one alert to the `alerts` topic
+    drift_features: str = Field(
+        default="event_type,dwell_ms,category,session_events,session_ms,user_norm,served_score",
+        description="Comma-separated features to monitor (operators/drift/features.py).")
+    drift_reference_samples: int = Field(default=2_000, ge=1)  # samples the reference keeps (uniform beyond)
+    drift_reference_ms: int = Field(default=600_000, ge=0)  # event time the reference spans at least
+    drift_window_samples: int = Field(default=1_000, ge=1)  # samples the current window keeps
+    drift_window_ms: int = Field(default=300_000, ge=0)  # event time a current window spans before its test
+    drift_min_samples: int = Field(default=200, ge=1)  # neither window is complete with fewer samples offered
+    drift_alpha: float = Field(default=0.001, gt=0, lt=1)  # false-alarm probability per round of tests
+    drift_min_statistic: float = Field(default=0.1, ge=0, le=1)  # KS distance below which nothing alerts
+    drift_rebaseline: bool = True  # after an alert the reference refills from the new data (else: kept)
+    drift_quiet_windows: int = Field(default=2, ge=1)  # without rebaseline: quiet windows that end an episode
+    drift_warmup_ms: int = Field(default=1_800_000, ge=0)  # event time after a feature's first sample not used
+    # What an alert does (operators/drift/actions.py); applied by the stages that read adjustments
+    drift_action: str = Field(default="none", pattern="^(none|popularity_boost|learning_rate)$")
+    drift_action_features: str = "category,served_score"  # alerts of these features trigger the action
+    drift_action_factor: float = Field(default=2.0, gt=0)  # multiplier of the knob
+    drift_action_ms: int = Field(default=900_000, ge=0)  # event time the adjustment lasts
+
     # Local servers (used by `liverec infra` only)
     kafka_heap: str = "768m"
     cassandra_heap: str = "1G"
@@ -176,6 +197,19 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         """Where the local servers keep data, logs and pid files."""
         return self.local_stack_dir or self.cache_dir
+
+    @field_validator("drift_features", "drift_action_features")
+    @classmethod
+    def _known_features(cls, value: str) -> str:
+        from operators.drift.features import FEATURES
+
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown or not names:
+            msg = (f"unknown drift feature(s) {unknown} in {value!r}: use a comma-separated list of "
+                   f"{', '.join(FEATURES)}")
+            raise ValueError(msg)
+        return ",".join(names)
 
     @property
     def cassandra_contact_points(self) -> list[str]:

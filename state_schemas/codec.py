@@ -54,6 +54,9 @@ TAGS: Final[Mapping[str, int]] = {
     "index_log": ord("L"),
     "item_log": ord("T"),
     "cassandra_rows": ord("W"),
+    "feature_batch": ord("F"),
+    "drift_state": ord("D"),
+    "adjustment": ord("J"),
 }
 
 #: "Never" for optional event-time fields: the smallest i64, so it packs as `q` and sorts first.

@@ -33,7 +33,7 @@ from operators.profile.embedding import ItemTable, upsert_many
 from operators.profile.logic import SessionSummary
 from operators.profile.rows import WRITTEN_AT, profile_from_row
 from operators.profile.shard import UserParams, UserShard, step
-from state_schemas import item_vector, item_vector_v1, seen_items, user_profile
+from state_schemas import feature_batch, item_vector, item_vector_v1, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads
 from state_schemas.codec import TAGS
 from state_schemas.item_cols import decode_vector_batch, from_states
@@ -44,6 +44,7 @@ from state_schemas.user_profile import UserProfile
 KEYED_BYTES_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 SESSIONS = OutputTag("sessions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 INDEX = OutputTag("index-records", KEYED_BYTES_TYPE)
+DRIFT = OutputTag("drift-features", Types.PRIMITIVE_ARRAY(Types.BYTE()))  # FeatureBatch per batch (drift monitor)
 ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 PROFILES_STATE = "user-profiles"  # user id -> profile blob, under the user-shard key (docs/state.md)
 SEEN_STATE = "user-seen-items"  # user id -> seen-items blob, under the user-shard key
@@ -210,6 +211,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         for c in out.closed:
             self.sessions.inc()
             yield SESSIONS, session_json(c)
+        if out.drift:
+            yield DRIFT, feature_batch.encode(out.drift)
 
     def process_broadcast_element(self, value: Any, ctx: Any) -> None:
         if not self.table_loaded:

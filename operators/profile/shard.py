@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from operators.drift.features import user_features
 from operators.index.logic import route_event
 from operators.items.logic import initial_item
 from operators.learner.bpr import BPRParams
@@ -49,7 +50,8 @@ from state_schemas import seen_items, user_profile
 from state_schemas.batches import GradBatch
 from state_schemas.codec import NO_TS, TAGS
 from state_schemas.errors import ConfigError
-from state_schemas.events import decode_event
+from state_schemas.events import EVENT_TYPE_CODES, decode_event
+from state_schemas.feature_batch import FeatureBatch
 from state_schemas.messages import decode_request, encode_query
 from state_schemas.requests_v1 import RequestV1
 from state_schemas.shares import ShareBuilder, encode_builder
@@ -140,6 +142,7 @@ class StepOut:
     requests: int = 0
     eval_queries: int = 0
     hydrated: int = 0  # users whose state came from `hydrate` in this batch
+    drift: FeatureBatch = ()  # the batch's drift features (`operators.drift.features`)
 
 
 def step(
@@ -169,6 +172,7 @@ def step(
     last_ts: dict[str, int] = {}
     evals: list[tuple[Any, UserProfile | None, tuple[str, ...], int, int]] = []
     max_ts = NO_TS
+    applied: list[Any] = []  # events applied (not duplicates), in order: the batch's drift features
     decoded: list[tuple[bool, Any]] = [
         (True, decode_request(blob)) if blob[0] == _REQUEST_TAG else (False, decode_event(blob)) for blob in records
     ]
@@ -185,6 +189,7 @@ def step(
             out.duplicates += 1
             continue
         out.events += 1
+        applied.append(ev)
         if res.status is logic.Status.LATE:
             out.late += 1
         seen = shard.seen_of(uid) or ()
@@ -230,6 +235,14 @@ def step(
         if queries or b is not None:
             out.index[s_] = encode_builder(b, queries)
     _close_sessions(shard, watermark, out, p)
+    # the drift features of the batch: its events, the vector norms of the users it changed, its sessions
+    norms = (np.linalg.norm(np.stack([shard.profiles[u].embedding_vector() for u in last_ts]), axis=1)
+             if last_ts else np.zeros(0))
+    out.drift = user_features(
+        types=[EVENT_TYPE_CODES[e.type] for e in applied], ts=[e.ts for e in applied],
+        dwell_ms=[e.dwell_ms for e in applied], categories=[e.category for e in applied],
+        norms=norms, sessions=[(c.event_count, c.start_ts, c.end_ts) for c in out.closed],
+    )
     return out
 
 

@@ -39,7 +39,8 @@ from pipeline.settings import Settings
 UIDS = (
     "batch-rows", "events-router", "dead-letter-sink", "item-vectors-source", "user-shards", "sessions-sink",
     "item-shards", "item-vectors-sink", "vectors-to-index", "index-shard", "index-events-sink",
-    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink",
+    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink", "drift-monitor",
+    "alerts-sink",
 )
 
 
@@ -213,6 +214,23 @@ def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
         "evaluations-sink").uid("evaluations-sink")
 
 
+def _drift(features: Any, s: Settings) -> Any:
+    """Drift monitor: FeatureBatch records (from the user shards) keyed by one constant → `alerts` topic."""
+    from pyflink.common import Types
+
+    from operators.drift.flink import DRIFT_KEY, DriftMonitor
+    from pipeline.drift_params import drift_params
+    from pipeline.sources_sinks import bytes_sink
+
+    alerts = (
+        features.key_by(lambda _b: DRIFT_KEY, key_type=Types.STRING())
+        .process(DriftMonitor(drift_params(s)), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        .name("drift-monitor").uid("drift-monitor")
+    )
+    alerts.sink_to(bytes_sink(s, "alerts", name="alerts")).name("alerts-sink").uid("alerts-sink")
+    return alerts
+
+
 def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms: int | None = None) -> None:
     """Add the whole job to `env` (a StreamExecutionEnvironment from pipeline.flink_env)."""
     group = f"{settings.job_name}-{settings.topic_prefix}job"
@@ -221,6 +239,9 @@ def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms:
     users = _users(env, routed, settings, group=group)
     vectors_to_index = _items(users, settings)
     _index_and_gather(users, vectors_to_index, settings)
+    from operators.profile.flink import DRIFT
+
+    _drift(users.get_side_output(DRIFT), settings)
 
 
 def main() -> None:

@@ -7,13 +7,17 @@ tests run with ``python -m pytest`` from it).
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from state_schemas.adjustment import TARGETS, Adjustment
+from state_schemas.drift_state import DriftState, FeatureState, Window
 from state_schemas.events import EVENT_TYPE_NAMES, Event
+from state_schemas.feature_batch import FeatureSamples
 from state_schemas.index_entry import IndexEntry
 from state_schemas.index_log import IndexLog
 from state_schemas.item_cols import ItemCols
@@ -178,6 +182,30 @@ def sample_index_log() -> IndexLog:
     )
 
 
+f32s = st.lists(st.floats(width=32), max_size=6).map(lambda xs: struct.pack(f"<{len(xs)}f", *xs))
+
+
+@st.composite
+def feature_batches(draw: st.DrawFn) -> tuple[FeatureSamples, ...]:
+    """Any FeatureBatch: features with names, spans and float32 samples (NaN included: compared as bytes)."""
+    return tuple(draw(st.lists(st.builds(FeatureSamples, text, ts_any, ts_any, f32s), max_size=4)))
+
+
+windows = st.builds(Window, st.integers(0, U32), ts_any, ts_any, st.integers(0, U64), f32s)
+
+
+@st.composite
+def drift_states(draw: st.DrawFn) -> DriftState:
+    """Any drift monitor state (statistics finite: -1 stands for "no test yet")."""
+    return DriftState(tuple(draw(st.lists(
+        st.builds(FeatureState, text, windows, windows, st.booleans(), ts_any, st.integers(0, U32), finite,
+                  finite),
+        max_size=3))))
+
+
+adjustments = st.builds(Adjustment, st.sampled_from(TARGETS) | text, finite, ts_any, ts_any, st.just("") | text)
+
+
 def typical_profile() -> UserProfile:
     """A profile of the size the job keeps for an active user (fixed, for example-based tests)."""
     return UserProfile(
@@ -212,6 +240,14 @@ SAMPLES: dict[str, Any] = {
     "item_log": ItemCols(("item-1", "item-2"), np.array([3, 1], "<u8"), np.array([9, 2], "<u8"),
                          np.array([1_764_000_000_000, -(2**63)], "<i8"), np.array([0.5, -0.25]),
                          np.ones((2, 4), "<f4")),
+    "feature_batch": (FeatureSamples("event_type", 1_764_000_000_000, 1_764_000_000_090, struct.pack("<3f", 0, 0, 4)),
+                      FeatureSamples("dwell_ms", 1_764_000_000_010, 1_764_000_000_050, struct.pack("<f", 1200))),
+    "drift_state": DriftState((FeatureState("category", Window(1, 1_764_000_000_000, 1_764_000_600_000, 9000,
+                                                               struct.pack("<4f", 0.1, 0.5, 0.5, -1)),
+                                            Window(3, 1_764_000_600_001, 1_764_000_700_000, 2,
+                                                   struct.pack("<2f", 0.1, 0.9)),
+                                            True, 1_763_990_000_000, 1, 0.42, 1e-12),)),
+    "adjustment": Adjustment("popularity_weight", 2.0, 1_764_000_000_000, 1_764_000_900_000, "category"),
 }
 
 #: One strategy per codec name of `state_schemas.registry.CODECS`; a contract test fails when a codec
@@ -225,4 +261,7 @@ EXAMPLES: dict[str, st.SearchStrategy[Any]] = {
     "cooc_log": st.lists(st.tuples(ids, ids, st.floats(allow_nan=False)), max_size=20),
     "index_log": index_logs(),
     "item_log": item_col_sets(),
+    "feature_batch": feature_batches(),
+    "drift_state": drift_states(),
+    "adjustment": adjustments,
 }

@@ -20,6 +20,13 @@ MODULES = [
     "operators.profile.logic",
     "pipeline.credentials",
     "pipeline.infra.servers",
+    "state_schemas.feature_batch",
+    "state_schemas.drift_state",
+    "state_schemas.adjustment",
+    "state_schemas.alerts_v1",
+    "operators.drift.features",
+    "operators.drift.logic",
+    "operators.drift.actions",
 ]
 
 

@@ -77,3 +77,39 @@ def test_router_adapter_splits_a_window_into_shard_batches_and_dead_letters() ->
 # The user and item stages coalesce their output with processing-time timers and need the feedback
 # topic, so they are tested through the whole job on the real stack instead
 # (tests/flink/test_liverec_job.py, tests/recovery/).
+
+
+def test_drift_adapter_keeps_its_windows_in_keyed_state_and_emits_alert_json() -> None:
+    import numpy as np
+    from pyflink.common import Types
+
+    from operators.drift.flink import DRIFT_KEY, DriftMonitor
+    from operators.drift.logic import DriftParams, WindowSpec
+    from state_schemas import feature_batch
+    from state_schemas.feature_batch import FeatureSamples
+
+    s = load_settings()
+    t = 1_764_000_000_000
+    rng = np.random.default_rng(3)
+    params = DriftParams(features=("dwell_ms", "event_type"), reference=WindowSpec(300, 0, 300),
+                         current=WindowSpec(200, 0, 200), job_name="adapter-test", model_version="m1")
+    batches = []
+    for i in range(10):  # 3 batches fill the reference, then 200-sample windows; the shift starts at batch 5
+        vals = rng.normal(3.0 if i >= 5 else 0.0, 1.0, 100)
+        batches.append(feature_batch.encode((FeatureSamples.from_array("dwell_ms", t + 100 * i, t + 100 * i + 99,
+                                                                        vals),
+                                             FeatureSamples.from_array("unmonitored", t, t, [1.0]))))
+    env = _env(s)
+    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
+    # from_collection cannot carry byte arrays: send indices and map them to the records
+    out = (env.from_collection(list(range(len(batches))), type_info=Types.INT())
+           .map(lambda i: batches[i], output_type=bytes_type)
+           .key_by(lambda _b: DRIFT_KEY, key_type=Types.STRING())
+           .process(DriftMonitor(params), output_type=bytes_type))
+    alerts = [json.loads(_b(v)) for v in out.execute_and_collect()]
+    assert [a["feature"] for a in alerts] == ["dwell_ms"], alerts
+    (a,) = alerts
+    # windows 300-499 (before), 500-699 (the shift): the second one alerts, then the reference refills
+    assert (a["reference"]["start_ts"], a["reference"]["end_ts"]) == (t, t + 299)
+    assert (a["current"]["start_ts"], a["current"]["end_ts"]) == (t + 500, t + 699)
+    assert (a["job_name"], a["model_version"], a["alert_version"]) == ("adapter-test", "m1", 1)
