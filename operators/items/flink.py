@@ -6,7 +6,9 @@ through `ItemShard.apply` in one vectorised step; what it changed is written to 
 snapshot of the whole shard replaces them). Aligned processing-time timers coalesce the output: every
 ``item_flush_ms`` the items changed since the last flush leave as `VectorBatch` v2 records (columns: to
 the `item-vectors` feedback topic and, split by index shard, to the index), and every ``item_store_ms``
-they are written to Cassandra (concurrently, all acknowledged before the timer returns).
+their Cassandra rows leave as `RowBatch` records (tag 'W') for the Java Cassandra sink. Both kinds go on
+the main output and are split by their tag byte: a record yielded by a timer cannot use a side output
+in PyFlink 2.2 (`operators/serving/flink.py`).
 
 Why two intervals: the feedback must be fresh (it is what serving ranks with), while the Cassandra row
 is for readers outside the job. The dirty sets are in memory: after a restore every item of the shard
@@ -24,11 +26,12 @@ from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
-from operators.items.logic import item_from_row
+from operators.items.logic import item_from_row, item_rows_json
 from operators.items.shard import ItemShard
 from operators.learner.bpr import BPRParams
 from state_schemas import item_cols, item_vector
 from state_schemas.batches import decode_grads
+from state_schemas.cassandra_rows import ITEM_VECTORS, encode_rows
 from state_schemas.item_vector import ItemVector
 from state_schemas.shard_meta import ITEM_META_STATE, blank_start, written_before
 
@@ -38,10 +41,8 @@ MAX_BATCH = 500  # vectors per feedback record: ~150 KB at dim 64, far below Kaf
 MIN_SNAPSHOT_BYTES = 65_536  # compact no more often than this much log
 
 
-class ItemWriter(Protocol):
-    """What the item stage needs of a Cassandra writer (injected: operators never import pipeline/)."""
-
-    def write_items(self, items: list[tuple[str, ItemVector]]) -> None: ...
+class ItemReader(Protocol):
+    """What the item stage reads from Cassandra (injected: operators never import pipeline/): rehydration."""
 
     def read_items(self, item_ids: list[str]) -> list[dict[str, object]]: ...
 
@@ -51,12 +52,12 @@ class ItemWriter(Protocol):
 class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
     """(item shard key, GradBatch) keyed by item shard → VectorBatch records (coalesced per interval)."""
 
-    def __init__(self, bpr: BPRParams, seed: int, writer: Callable[[], ItemWriter], *, flush_ms: int,
+    def __init__(self, bpr: BPRParams, seed: int, reader: Callable[[], ItemReader], *, flush_ms: int,
                  store_ms: int, rehydrate: bool = True) -> None:
         self.rehydrate = rehydrate
         self.bpr = bpr
         self.seed = seed
-        self.writer_factory = writer
+        self.reader_factory = reader
         self.flush_ms = flush_ms
         self.store_ms = store_ms
 
@@ -72,7 +73,7 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         self.to_flush: dict[str, set[int]] = {}  # shard key -> rows changed since the last feedback record
         self.to_store: dict[str, set[int]] = {}  # shard key -> rows changed since the last Cassandra write
         self.logged: dict[str, tuple[int, int, int]] = {}  # shard key -> (next blob, log bytes, snapshot bytes)
-        self.writer = self.writer_factory()
+        self.reader = self.reader_factory()
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.updates = group.counter("item_updates")
         self.flushes = group.counter("item_flushes")
@@ -81,8 +82,8 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         group.gauge("items_in_memory", lambda: sum(len(s) for s in self.shards.values()))
 
     def close(self) -> None:
-        if hasattr(self, "writer"):
-            self.writer.close()
+        if hasattr(self, "reader"):
+            self.reader.close()
 
     def _shard(self, key: str) -> ItemShard:
         shard = self.shards.get(key)
@@ -113,7 +114,7 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
 
         def read(item_ids: list[str]) -> dict[str, ItemVector]:
             found = {}
-            for row in self.writer.read_items(item_ids):
+            for row in self.reader.read_items(item_ids):
                 if written_before(row.get("written_at"), cutoff) and (v := item_from_row(row, self.bpr.dim)):
                     found[str(row["item_id"])] = v
             return found
@@ -156,11 +157,13 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         key = ctx.get_current_key()
         shard = self._shard(key)
         if timestamp % self.store_ms == 0 and self.to_store[key]:
-            ids = shard.ids
             rows = sorted(self.to_store[key])
-            self.writer.write_items([(ids[i], shard.state(ids[i])) for i in rows])
-            self.stores.inc(len(rows))
             self.to_store[key] = set()
+            self.stores.inc(len(rows))
+            written_at = int(time.time() * 1000)
+            for j in range(0, len(rows), MAX_BATCH):
+                cols = shard.cols(np.asarray(rows[j : j + MAX_BATCH], dtype=np.int64))
+                yield encode_rows([(ITEM_VECTORS, seq, text) for seq, text in item_rows_json(cols, written_at)])
         if timestamp % self.flush_ms == 0 and self.to_flush[key]:
             rows = sorted(self.to_flush[key])
             self.to_flush[key] = set()

@@ -6,12 +6,15 @@ A new item starts from the same deterministic vector the user stage assumes for 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from operators.learner.bpr import BPRParams, ItemGrad, apply_item_update, init_vector, key_rng
 from state_schemas.codec import NO_TS
+from state_schemas.item_cols import ItemCols
+from state_schemas.item_vector import SCHEMA_VERSION as ITEM_SCHEMA_VERSION
 from state_schemas.item_vector import ItemVector
 from state_schemas.messages import ItemUpdate
 
@@ -46,6 +49,33 @@ def item_from_row(row: Mapping[str, Any], dim: int) -> ItemVector | None:
         updated_ts = NO_TS
     return ItemVector(vector=vector, bias=float(row.get("bias") or 0.0), update_count=int(row.get("updates") or 0),
                       seq=int(row.get("seq") or 0), updated_ts=updated_ts)
+
+
+def item_rows_json(cols: ItemCols, written_at_ms: int) -> list[tuple[int, str]]:
+    """(seq, `item_vectors` row in CQL ``INSERT ... JSON`` form) of every item of ``cols`` (the Java sink's input).
+
+    ``seq`` is the row's ``USING TIMESTAMP``; ``written_at_ms`` the writer's wall clock.
+
+    >>> import numpy as np
+    >>> from state_schemas.item_cols import ItemCols
+    >>> c = ItemCols(("i1",), np.array([2], np.uint64), np.array([5], np.uint64), np.array([7], np.int64),
+    ...              np.array([0.5]), np.zeros((1, 1), np.float32))
+    >>> seq, text = item_rows_json(c, 9)[0]
+    >>> seq, json.loads(text)["vector"], json.loads(text)["updated_at"]
+    (2, '0x00000000', 7)
+    """
+    dumps = _dumps
+    out = []
+    for item_id, seq, count, ts, bias, vec in zip(cols.ids, cols.seq.tolist(), cols.update_count.tolist(),
+                                                  cols.updated_ts.tolist(), cols.bias.tolist(),
+                                                  cols.vecs.astype("<f4"), strict=True):
+        out.append((seq, dumps({"item_id": item_id, "schema_version": ITEM_SCHEMA_VERSION, "seq": seq,
+                                "vector": "0x" + vec.tobytes().hex(), "bias": bias, "updates": count,
+                                "updated_at": None if ts == NO_TS else ts, "written_at": written_at_ms})))
+    return out
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def apply(params: BPRParams, state: ItemVector | None, upd: ItemUpdate, seed: int) -> ItemVector:

@@ -10,11 +10,12 @@ The in-memory `UserShard` is a cache of keyed state: it is loaded from state on 
 its key after `open()` (every profile, to rebuild the heap of session ends) and every change is
 written back before the call returns, so a checkpoint taken between two calls holds everything.
 
-Cassandra: each changed user is written at most once per ``profile_flush_ms`` (checked on every call;
-the router sends every shard a watermark batch at least every tick, so an idle shard still flushes),
-and at once when a session closes; the writes of one call go out concurrently and are all
-acknowledged before the call returns (so before the next checkpoint barrier). After a restore every
-user of the shard is written again once: what was pending at the failure is not lost.
+Cassandra: each changed user's row is emitted at most once per ``profile_flush_ms`` (checked on every
+call; the router sends every shard a watermark batch at least every tick, so an idle shard still
+flushes), and at once when a session closes, as `RowBatch` records on `ROWS` to the Java Cassandra sink,
+which acknowledges every row before a checkpoint barrier passes it. After a restore every user of the
+shard is written again once: what was pending at the failure is not lost. Cassandra is read here only
+to rehydrate users without state (the injected reader).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from operators.profile.embedding import ItemTable, upsert_many
 from operators.profile.logic import SessionSummary
-from operators.profile.rows import WRITTEN_AT, profile_from_row
+from operators.profile.rows import WRITTEN_AT, profile_from_row, profile_json, session_row_json
 from operators.profile.shard import UserParams, UserShard, step
 from state_schemas import feature_batch, item_vector, item_vector_v1, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads
+from state_schemas.cassandra_rows import SESSIONS as SESSIONS_TABLE
+from state_schemas.cassandra_rows import USER_PROFILES, encode_rows
 from state_schemas.codec import TAGS
 from state_schemas.item_cols import decode_vector_batch, from_states
 from state_schemas.messages import decode_vector_msg
@@ -44,6 +47,7 @@ from state_schemas.user_profile import UserProfile
 KEYED_BYTES_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 SESSIONS = OutputTag("sessions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 INDEX = OutputTag("index-records", KEYED_BYTES_TYPE)
+ROWS = OutputTag("cassandra-rows", Types.PRIMITIVE_ARRAY(Types.BYTE()))  # RowBatch for the Cassandra sink
 DRIFT = OutputTag("drift-features", Types.PRIMITIVE_ARRAY(Types.BYTE()))  # FeatureBatch per batch (drift monitor)
 ITEM_VECTORS_STATE = MapStateDescriptor("item-vectors", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 PROFILES_STATE = "user-profiles"  # user id -> profile blob, under the user-shard key (docs/state.md)
@@ -62,10 +66,8 @@ def item_key(shard: int) -> str:
     return f"i{shard}"
 
 
-class ProfileWriter(Protocol):
-    """What the user stage needs of a Cassandra writer (injected: operators never import pipeline/)."""
-
-    def write_rows(self, profiles: list[UserProfile], sessions: list[SessionSummary]) -> None: ...
+class ProfileReader(Protocol):
+    """What the user stage reads from Cassandra (injected: operators never import pipeline/): rehydration."""
 
     def read_rows(self, user_ids: list[str]) -> list[dict[str, object]]: ...
 
@@ -90,10 +92,10 @@ def session_json(s: SessionSummary) -> bytes:
 class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     """(user shard key, RecordBatch) keyed by shard ⋈ broadcast item-vector batches."""
 
-    def __init__(self, params: UserParams, writer: Callable[[], ProfileWriter], profile_flush_ms: int,
+    def __init__(self, params: UserParams, reader: Callable[[], ProfileReader], profile_flush_ms: int,
                  rehydrate: bool = True) -> None:
         self.params = params
-        self.writer_factory = writer
+        self.reader_factory = reader
         self.flush_ms = profile_flush_ms
         self.rehydrate = rehydrate
 
@@ -113,7 +115,7 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self.own_ts: dict[str, int] = {}  # item -> event time of the newest own gradient applied to the replica
         self.table_loaded = False
         self.rng = np.random.default_rng(self.params.seed)
-        self.writer = self.writer_factory()
+        self.reader = self.reader_factory()
         group = runtime_context.get_metrics_group().add_group("liverec")
         self.events = group.counter("user_events")
         self.duplicates = group.counter("duplicates")
@@ -127,8 +129,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         group.gauge("users_in_memory", lambda: sum(len(s.profiles) for s in self.shards.values()))
 
     def close(self) -> None:
-        if hasattr(self, "writer"):
-            self.writer.close()
+        if hasattr(self, "reader"):
+            self.reader.close()
 
     def _load_table(self, ctx: Any) -> None:
         # After a restore the broadcast state is back but the numpy replica is not: rebuild it once.
@@ -165,7 +167,7 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
 
         def read(users: list[str]) -> dict[str, UserProfile]:
             found = {}
-            for row in self.writer.read_rows(users):
+            for row in self.reader.read_rows(users):
                 if written_before(row.get(WRITTEN_AT), cutoff):
                     found[str(row["user_id"])] = profile_from_row(row)
             return found
@@ -205,7 +207,11 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         else:
             due = {c.user_id for c in out.closed}
         if due or out.closed:
-            self.writer.write_rows([shard.profiles[u] for u in due], out.closed)
+            written_at = int(time.time() * 1000)
+            profiles = shard.profiles
+            yield ROWS, encode_rows(
+                [(USER_PROFILES, profiles[u].seq, profile_json(profiles[u], written_at)) for u in due]
+                + [(SESSIONS_TABLE, c.seq, session_row_json(c)) for c in out.closed])
             self.profile_writes.inc(len(due))
             pending -= due
         for c in out.closed:

@@ -6,6 +6,7 @@ replay after a failure rewrites a row with the same or a lower timestamp and can
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -54,6 +55,54 @@ def profile_row(p: UserProfile, params: ProfileParams = DEFAULT_PARAMS) -> tuple
         list(p.recent_items), p.embedding or None, last_session_id(p), _dt(p.last_closed_end_ts),
         p.sessions_closed, _dt(at), p.recent_event_fps or None,
     )
+
+
+def _ms_or_none(ms: int) -> int | None:
+    return None if ms == NO_TS else ms
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def profile_json(p: UserProfile, written_at_ms: int, params: ProfileParams = DEFAULT_PARAMS) -> str:
+    """The `user_profiles` row of ``p`` in CQL ``INSERT ... JSON`` form (the Java sink's input).
+
+    The same values as `profile_row`, with timestamps as epoch milliseconds and blobs as ``0x`` hex;
+    ``written_at_ms`` is the writer's wall clock (this module has no clock), see `WRITTEN_AT`.
+
+    >>> row = json.loads(profile_json(UserProfile("u1", seq=3, total_events=2), 1_000))
+    >>> row["user_id"], row["seq"], row["event_count"], row["vector"], row["written_at"]
+    ('u1', 3, 2, None, 1000)
+    """
+    at = last_event_ts(p)
+    hl = params.interest_half_life_ms
+    engagement = 0.0
+    if p.engagement_ts != NO_TS:
+        engagement = decayed(p.engagement, p.engagement_ts, at, params.engagement_half_life_ms)
+    return _dumps({
+        "user_id": p.user_id, "schema_version": SCHEMA_VERSION, "seq": p.seq, "event_count": p.total_events,
+        "counters": {name: n for name, n in zip(EVENT_TYPE_NAMES, p.type_counts, strict=True) if n},
+        "interests": {c: decayed(v, t, at, hl) for c, (v, t) in p.interests.items()},
+        "engagement": engagement, "recent_items": list(p.recent_items),
+        "vector": "0x" + p.embedding.hex() if p.embedding else None, "last_session_id": last_session_id(p),
+        "last_session_end": _ms_or_none(p.last_closed_end_ts), "sessions_closed": p.sessions_closed,
+        "updated_at": _ms_or_none(at), "recent_event_fps": "0x" + p.recent_event_fps.hex() if p.recent_event_fps
+        else None, WRITTEN_AT: written_at_ms,
+    })
+
+
+def session_row_json(s: SessionSummary) -> str:
+    """The `sessions` row of a closed session in CQL ``INSERT ... JSON`` form.
+
+    >>> from operators.profile.logic import SessionSummary
+    >>> json.loads(session_row_json(SessionSummary("u1", "u1:5", 5, 9, 2, {"view": 2}, {}, 0, False, 4)))["end_ts"]
+    9
+    """
+    return _dumps({
+        "user_id": s.user_id, "session_id": s.session_id, "start_ts": _ms_or_none(s.start_ts),
+        "end_ts": _ms_or_none(s.end_ts), "events_by_type": dict(s.type_counts), "categories": dict(s.categories),
+        "dwell_ms": s.dwell_ms, "converted": s.converted, "event_count": s.event_count,
+    })
 
 
 def session_row(s: SessionSummary) -> tuple[object, ...]:

@@ -38,9 +38,9 @@ from pipeline.settings import Settings
 # (table.exec.uid.generation=ALWAYS, pipeline/flink_env.py).
 UIDS = (
     "batch-rows", "events-router", "dead-letter-sink", "item-vectors-source", "user-shards", "sessions-sink",
-    "item-shards", "item-vectors-sink", "vectors-to-index", "index-shard", "index-events-sink",
-    "gather", "answers-only", "recommendations-sink", "evals-only", "evaluations-sink", "drift-monitor",
-    "alerts-sink",
+    "item-shards", "item-rows", "item-vectors-only", "item-vectors-sink", "vectors-to-index", "cassandra-rows-sink",
+    "index-shard", "index-events-sink", "gather", "answers-only", "recommendations-sink", "evals-only",
+    "evaluations-sink", "drift-monitor", "alerts-sink",
 )
 
 
@@ -132,7 +132,7 @@ def _users(env: Any, routed: Any, s: Settings, *, group: str) -> Any:
     from pyflink.common import Types, WatermarkStrategy
 
     from operators.profile.flink import ITEM_VECTORS_STATE, KEYED_BYTES_TYPE, SESSIONS, UserStage
-    from pipeline.cassandra_sink import WriterFactory
+    from pipeline.cassandra_reader import ReaderFactory
     from pipeline.sources_sinks import bytes_sink, bytes_source
 
     vectors = env.from_source(
@@ -142,7 +142,7 @@ def _users(env: Any, routed: Any, s: Settings, *, group: str) -> Any:
     users = (
         routed.key_by(lambda r: r[0], key_type=Types.STRING())
         .connect(vectors.broadcast(ITEM_VECTORS_STATE))
-        .process(UserStage(user_params(s), WriterFactory(s), s.profile_flush_ms, s.rehydrate),
+        .process(UserStage(user_params(s), ReaderFactory(s), s.profile_flush_ms, s.rehydrate),
                  output_type=KEYED_BYTES_TYPE)
         .name("user-shards").uid("user-shards")
     )
@@ -151,29 +151,46 @@ def _users(env: Any, routed: Any, s: Settings, *, group: str) -> Any:
     return users
 
 
-def _items(users: Any, s: Settings) -> Any:
+def _items(users: Any, s: Settings) -> tuple[Any, Any]:
+    """The item stage; returns its vectors split by index shard and its Cassandra rows."""
     from pyflink.common import Types
 
     from operators.index.logic import split_vector_batch
     from operators.items.flink import ItemStage
     from operators.profile.flink import KEYED_BYTES_TYPE, index_key
-    from pipeline.cassandra_sink import WriterFactory
+    from pipeline.cassandra_reader import ReaderFactory
     from pipeline.sources_sinks import bytes_sink
+    from state_schemas.codec import TAGS
 
     bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
     items = (
         users.key_by(lambda r: r[0], key_type=Types.STRING())
-        .process(ItemStage(bpr_params(s), s.model_seed, WriterFactory(s), flush_ms=s.item_flush_ms,
+        .process(ItemStage(bpr_params(s), s.model_seed, ReaderFactory(s), flush_ms=s.item_flush_ms,
                            store_ms=s.item_store_ms, rehydrate=s.rehydrate), output_type=bytes_type)
         .name("item-shards").uid("item-shards")
     )
-    items.sink_to(bytes_sink(s, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
+    # One output, two kinds of records told apart by their tag byte (a timer cannot use side outputs):
+    # VectorBatch (feedback and index) and RowBatch (Cassandra).
+    rows_tag = TAGS["cassandra_rows"]
+    rows = items.filter(lambda b: b[0] == rows_tag).name("item-rows").uid("item-rows")
+    vectors = items.filter(lambda b: b[0] != rows_tag).name("item-vectors-only").uid("item-vectors-only")
+    vectors.sink_to(bytes_sink(s, "item-vectors", name="item-vectors")).name("item-vectors-sink").uid(
         "item-vectors-sink")
     shards = s.index_shards
-    return items.flat_map(
+    to_index = vectors.flat_map(
         lambda b: [(index_key(n), part) for n, part in split_vector_batch(bytes(b), shards)],
         output_type=KEYED_BYTES_TYPE,
     ).name("vectors-to-index").uid("vectors-to-index")
+    return to_index, rows
+
+
+def _cassandra(users: Any, item_rows: Any, s: Settings) -> None:
+    """Profile, session and item rows into Cassandra through the Java sink (acknowledged before checkpoints)."""
+    from operators.profile.flink import ROWS
+    from pipeline.sources_sinks import cassandra_rows_sink
+
+    users.get_side_output(ROWS).union(item_rows).sink_to(cassandra_rows_sink(s, "cassandra-rows")).name(
+        "cassandra-rows-sink").uid("cassandra-rows-sink")
 
 
 def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
@@ -214,16 +231,17 @@ def _index_and_gather(users: Any, vectors_to_index: Any, s: Settings) -> None:
         "evaluations-sink").uid("evaluations-sink")
 
 
-def _drift(features: Any, s: Settings) -> Any:
+def _drift(users: Any, s: Settings) -> Any:
     """Drift monitor: FeatureBatch records (from the user shards) keyed by one constant → `alerts` topic."""
     from pyflink.common import Types
 
     from operators.drift.flink import DRIFT_KEY, DriftMonitor
+    from operators.profile.flink import DRIFT
     from pipeline.drift_params import drift_params
     from pipeline.sources_sinks import bytes_sink
 
     alerts = (
-        features.key_by(lambda _b: DRIFT_KEY, key_type=Types.STRING())
+        users.get_side_output(DRIFT).key_by(lambda _b: DRIFT_KEY, key_type=Types.STRING())
         .process(DriftMonitor(drift_params(s)), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
         .name("drift-monitor").uid("drift-monitor")
     )
@@ -237,11 +255,10 @@ def build(env: Any, settings: Settings, *, bounded: bool = False, start_from_ms:
     batches = _batches(env, settings, group=group, bounded=bounded, start_from_ms=start_from_ms)
     routed = _router(batches, settings)
     users = _users(env, routed, settings, group=group)
-    vectors_to_index = _items(users, settings)
+    vectors_to_index, item_rows = _items(users, settings)
+    _cassandra(users, item_rows, settings)
     _index_and_gather(users, vectors_to_index, settings)
-    from operators.profile.flink import DRIFT
-
-    _drift(users.get_side_output(DRIFT), settings)
+    _drift(users, settings)
 
 
 def main() -> None:
