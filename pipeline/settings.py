@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     min_event_ts_ms: int = 946_684_800_000  # events older than this (2000-01-01) are dead-lettered
     # Micro-batching (docs/architecture.md#batches): the source's records are gathered into one record per
     # batch_ms of processing time in Java, then validated and split by user shard in one Python call.
-    batch_ms: int = Field(default=100, ge=1)
+    batch_ms: int = Field(default=200, ge=1)
     user_shards: int = Field(default=4, ge=1, description="Keys of the user stage (the unit of rescaling).")
     item_shards: int = Field(default=2, ge=1, description="Keys of the item stage.")
     router_tick_ms: int = Field(default=500, ge=10)  # the router re-evaluates idle partitions this often
