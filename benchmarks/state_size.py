@@ -163,8 +163,10 @@ def bounded_user(sample: Any, item_ids: list[str], categories: list[str], seen_m
 
 def codec_sizes(settings: Settings, stream: list[tuple[bytes | None, bytes]]) -> dict[str, Any]:
     """Exact encoded bytes of every user's and item's state after the batch steps replayed ``stream``."""
+    import numpy as np
+
     from pipeline.batch_replay import replay
-    from state_schemas import cooc_log, index_entry, seen_items, user_profile
+    from state_schemas import index_log, item_cols, item_vector, seen_items, user_profile
 
     values = [v for _, v in stream]
     topics = [settings.topic("rec-requests" if is_request(v) else "events") for v in values]
@@ -190,14 +192,17 @@ def codec_sizes(settings: Settings, stream: list[tuple[bytes | None, bytes]]) ->
                 fields[k] = fields.get(k, 0) + v
             if sample is None or (p.session is not None and sample.session is None):
                 sample = p
-    item_blobs = [len(sh.blob(i)) for sh in made["items"] for i in sh.table.index]
-    entries = [len(index_entry.encode(sh.entry(i))) for sh in made["index"] for i in sh.ids]
-    cooc = [len(cooc_log.encode(sh.cooc_cells())) for sh in made["index"]]
-    cells = sum(len(sh.cooc_cells()) for sh in made["index"])
+    none = np.zeros(0, dtype=np.int64)
+    # item stage: its ItemLog snapshot; broadcast "item-vectors": one item_vector blob per item, a full copy
+    # in every user-stage subtask (operator state); index: its IndexLog snapshot, items and cells apart.
+    item_log = sum(len(item_cols.encode_log(sh.cols(np.arange(len(sh), dtype=np.int64)))) for sh in made["items"])
+    item_blobs = [len(item_vector.encode(sh.state(i))) for sh in made["items"] for i in sh.table.index]
+    entries = [len(index_log.encode(sh.delta(np.arange(len(sh.ids), dtype=np.int64), none))) for sh in made["index"]]
+    cooc = [len(index_log.encode(sh.delta(none, np.arange(len(sh.cells), dtype=np.int64)))) for sh in made["index"]]
+    cells = sum(len(sh.cells) for sh in made["index"])
     users, items = len(prof), len(item_blobs)
     per_user = (sum(prof) + sum(seen)) / users
-    # Broadcast "item-vectors": every user-stage subtask snapshots a full copy (operator state).
-    per_item = (sum(item_blobs) * (1 + settings.parallelism) + sum(entries)) / items
+    per_item = (item_log + sum(item_blobs) * settings.parallelism + sum(entries)) / items
     item_ids = sorted({i for sh in made["items"] for i in sh.table.index}, key=lambda s: (len(s), s))
     cats = sorted({c for sh in made["index"] for c in sh.cats if c})
     return {
@@ -208,7 +213,8 @@ def codec_sizes(settings: Settings, stream: list[tuple[bytes | None, bytes]]) ->
         "bytes_per_item": round(per_item, 1),
         "user_profile": _dist(prof), "seen_items": _dist(seen),
         "profile_fields_mean": {k: round(v / users, 1) for k, v in sorted(fields.items(), key=lambda kv: -kv[1])},
-        "item_vector": _dist(item_blobs), "index_entry": _dist(entries),
+        "item_log_snapshot_bytes": item_log, "item_vector": _dist(item_blobs),
+        "index_items_snapshot_bytes": sum(entries),
         "broadcast_copies": settings.parallelism,
         "cooc_snapshot_bytes": sum(cooc), "cooc_cells": cells,
         "cooc_snapshot_bytes_per_item": round(sum(cooc) / items, 1),
@@ -404,7 +410,8 @@ def table(r: dict[str, Any]) -> list[str]:
         ("  profile field shares, mean", ", ".join(f"{k} {v:,.0f}" for k, v in c["profile_fields_mean"].items())
          if c else "—"),
         ("bytes per user at the state's bounds, codec", _b((c.get("bounded_user") or {}).get("total"))),
-        ("bytes per item, codec (item vector × (1 + parallelism) + index entry)", _b(r.get("bytes_per_item"))),
+        ("bytes per item, codec (item-log snapshot + broadcast item vector × parallelism + index items)",
+         _b(r.get("bytes_per_item"))),
         ("  co-occurrence snapshot per item", _b(c.get("cooc_snapshot_bytes_per_item"))),
         ("checkpoint full size (last)", f"{_b(r.get('checkpoint_full_size_bytes'))} ({_mib(last.get('state_size'))})"),
         ("per-user share of the checkpoint (full ÷ users)", _b(r.get("checkpoint_bytes_per_user"))),

@@ -193,7 +193,7 @@ def step(
         if res.status is logic.Status.LATE:
             out.late += 1
         seen = shard.seen_of(uid) or ()
-        if seen and ev.item_id not in seen and sampled(ev.event_id, p.eval_percent):
+        if seen and sampled(ev.event_id, p.eval_percent) and ev.item_id not in seen:  # cheap test first
             # The query is built after learning (below), from the user's vector as it was just before this
             # event; its place among the batch's queries is kept here.
             out.eval_queries += 1
