@@ -16,7 +16,7 @@ Rates are the 20–80% slopes of the committed-offsets staircase, its steps join
 clipped to the steps strictly inside the run (start-up before the first checkpoint and the idle wait for
 the last one excluded; `benchmarks/progress.Curve.rate`). Needs the local stack (`liverec infra up`).
 
-    .cache/venv/bin/python benchmarks/job_throughput.py                      # 100k events, 10k users
+    .cache/venv/bin/python benchmarks/job_throughput.py                      # 200k events, 10k users
     .cache/venv/bin/python benchmarks/job_throughput.py --events 3000 --users 300 --skip-replay
 """
 
@@ -161,7 +161,7 @@ def _fmt(x: float | None) -> str:
 def main() -> int:
     """Produce once, run skeleton → job → replay, print a table, write the JSON; 1 if a run failed."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--items", type=int, default=2_000)
     ap.add_argument("--requests-share", type=float, default=0.01)
