@@ -27,6 +27,7 @@ MODULES = [
     "operators.drift.features",
     "operators.drift.logic",
     "operators.drift.actions",
+    "operators.metrics",
 ]
 
 
