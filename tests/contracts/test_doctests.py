@@ -28,6 +28,7 @@ MODULES = [
     "operators.drift.logic",
     "operators.drift.actions",
     "operators.metrics",
+    "pipeline.eval_pipeline",
 ]
 
 
