@@ -123,8 +123,10 @@ def local_lib_dir(settings: Settings) -> Path:
         jar = prometheus_jar()
         want[jar.name] = jar
     for old in lib.iterdir():
+        if old.name.startswith("."):  # another process's link on its way in (below)
+            continue
         if old.name not in want or not old.exists() or old.resolve() != want[old.name].resolve():
-            old.unlink()
+            old.unlink(missing_ok=True)
     for name, target in want.items():
         link = lib / name
         if not link.exists():
