@@ -277,6 +277,9 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out} in {doc['seconds']} s")
+    from pipeline.plots import plot_result
+
+    print(f"wrote {plot_result(args.out)}")
 
 
 if __name__ == "__main__":

@@ -256,6 +256,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.out}")
+    from pipeline.plots import plot_result
+
+    print(f"wrote {plot_result(args.out)}")
     return 1 if errors else 0
 
 

@@ -335,7 +335,7 @@ def job(
     """
     from pipeline import recovery
     from pipeline.errors import LiverecError
-    from pipeline.flink_env import stream_env
+    from pipeline.flink_env import rest_configuration, stream_env
     from pipeline.jobs import liverec_job
 
     settings = _settings()
@@ -348,14 +348,47 @@ def job(
     if plan.path:
         settings = settings.model_copy(update={"restore_path": plan.path})
     settings = _skip_answered(settings, plan, settings.checkpoint_uri)
-    env = stream_env(settings)
+    env = stream_env(settings, extra=rest_configuration(settings))
     liverec_job.build(env, settings)
     client = env.execute_async(settings.job_name)
     root = recovery.local_root(settings.checkpoint_uri)
     if root is not None:
         recovery.write_marker(root, str(client.get_job_id()), settings)
-    typer.echo(f"job {client.get_job_id()} running; checkpoints under {settings.checkpoint_uri}")
+    typer.echo(f"job {client.get_job_id()} running; checkpoints under {settings.checkpoint_uri}; "
+               f"REST http://127.0.0.1:{settings.rest_port} (`liverec status`)")
     client.get_job_execution_result().result()
+
+
+@app.command("status")
+def status(
+    rest: str | None = typer.Option(None, help="Flink REST API of the job (default: http://127.0.0.1:"
+                                    "LIVEREC_REST_PORT, where `liverec job` serves it; the standalone cluster: "
+                                    "http://127.0.0.1:8081)."),
+    job: str | None = typer.Option(None, help="Job id (default: the only running job, else the one named "
+                                   "LIVEREC_JOB_NAME)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+) -> None:
+    """How the running job is doing (a table, or --json for scripts).
+
+    Events/s, consumer lag per Kafka partition, the last completed checkpoint (age, size, duration), dead
+    letters by reason, drift alerts of the last hour, index size, online hit-rate beside most-popular.
+    Exit 0 when every part was read, 1 when some part could not be (named in the output), 2 when no job
+    answers.
+    """
+    from rich.console import Console
+
+    from pipeline.errors import LiverecError
+    from pipeline.status import collect, render
+
+    try:
+        found = collect(_settings(), rest=rest, job_id=job)
+    except LiverecError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(found.to_json())
+    else:
+        render(found, Console())
+    raise typer.Exit(1 if found.problems else 0)
 
 
 @cluster_app.command("up")

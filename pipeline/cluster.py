@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InfraError
+from pipeline.flink_env import reporter_configuration
 from pipeline.infra.procs import wait_until
 from pipeline.settings import REPO_ROOT, Settings, settings_env
 
@@ -120,6 +121,9 @@ def write_conf(settings: Settings, *, task_managers: int) -> Path:
         f"execution.checkpointing.dir: {p.checkpoints.as_uri()}\n"
         f"execution.checkpointing.savepoint-dir: {p.savepoints.as_uri()}\n"
     )
+    # Reporters start with each JVM, so they come from here, not from the job: the JobManager and every
+    # TaskManager take the first free port of the range and load the jar from the wheel's plugins/.
+    text += "".join(f"{key}: {value}\n" for key, value in reporter_configuration(settings).items())
     (p.conf / "config.yaml").write_text(text)
     (p.conf / "masters").write_text("127.0.0.1:8081\n")
     (p.conf / "workers").write_text("127.0.0.1\n" * task_managers)

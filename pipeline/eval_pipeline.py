@@ -28,6 +28,8 @@ from pipeline.eval_offline import Events, load_events
 from pipeline.interactions import ReadOptions
 from pipeline.settings import Settings
 
+SERIES_WINDOW = 5_000  # evaluated events per point of the windowed recall in the JSON (and its plot)
+
 
 @dataclass(slots=True)
 class Tally:
@@ -42,6 +44,7 @@ class Tally:
     base_hits_l50: int = 0
     records: int = 0
     seen: set[str] = field(default_factory=set)
+    outcomes: list[tuple[int, bool, bool]] = field(default_factory=list)  # (event index, hit, baseline hit)
 
     def add(self, rec: dict[str, object]) -> None:
         """Count one evaluations-topic record (a repeated event id would be a duplicate: counted once)."""
@@ -52,7 +55,9 @@ class Tally:
         self.records += 1
         if not rec["evaluated"]:
             return
-        late = int(eid.rsplit("-", 1)[1]) >= self.half
+        t = int(eid.rsplit("-", 1)[1])
+        late = t >= self.half
+        self.outcomes.append((t, bool(rec["hit"]), bool(rec["baseline_hit"])))
         self.evaluated += 1
         self.hits += bool(rec["hit"])
         self.base_hits += bool(rec["baseline_hit"])
@@ -60,6 +65,27 @@ class Tally:
             self.evaluated_l50 += 1
             self.hits_l50 += bool(rec["hit"])
             self.base_hits_l50 += bool(rec["baseline_hit"])
+
+
+def windowed(outcomes: list[tuple[int, bool, bool]], window: int = SERIES_WINDOW) -> list[dict[str, float]]:
+    """Recall@k of the model and of most-popular per ``window`` evaluated events, in the replay's event order.
+
+    Why: the totals hide how the learner gets there; a window shows the cold start, and whether the
+    model stays above the baseline as the stream goes on. The last window may be shorter.
+
+    >>> for w in windowed([(0, True, False), (1, False, False), (5, True, True)], window=2):
+    ...     print(w)
+    {'events_to': 1, 'evaluated': 2, 'recall': 0.5, 'most_popular': 0.0}
+    {'events_to': 5, 'evaluated': 3, 'recall': 1.0, 'most_popular': 1.0}
+    """
+    ordered = sorted(outcomes)
+    out = []
+    for i in range(0, len(ordered), window):
+        chunk = ordered[i : i + window]
+        out.append({"events_to": chunk[-1][0], "evaluated": i + len(chunk),
+                    "recall": round(sum(h for _, h, _ in chunk) / len(chunk), 4),
+                    "most_popular": round(sum(b for _, _, b in chunk) / len(chunk), 4)})
+    return out
 
 
 def expected_queries(events: Events) -> int:
@@ -142,8 +168,24 @@ def run(settings: Settings, data: Path, *, limit: int, timeout_s: float, console
     wall = time.monotonic() - t0
     _table(console, tally, s.eval_k, len(events), events.source, wall)
     if json_out is not None:
-        Path(json_out).write_text(json.dumps(_payload(tally, s, len(events), events.source, wall), indent=2) + "\n")
+        doc = _payload(tally, s, len(events), events.source, wall)
+        doc["topic_prefix"] = s.topic_prefix  # its evaluations topic holds every outcome behind these figures
+        doc["measured"] = time.strftime("%Y-%m-%d")
+        Path(json_out).write_text(json.dumps(doc, indent=2) + "\n")
+        _plot(Path(json_out), console)
     return tally
+
+
+def _plot(json_out: Path, console: Console) -> None:
+    """The windowed recall as a PNG next to the JSON (matplotlib is a dev dependency: skipped without it)."""
+    from pipeline import plots
+
+    try:
+        png = plots.plot_result(json_out)
+    except ImportError as exc:
+        console.print(f"  no plot: {exc} (pip install matplotlib)")
+        return
+    console.print(f"  wrote {json_out} and {png}")
 
 
 def _ratio(a: int, b: int) -> float:
@@ -163,6 +205,7 @@ def _payload(t: Tally, s: Settings, n: int, source: str, wall: float) -> dict[st
         "pipeline": {"recall": _ratio(t.hits, t.evaluated), "recall_last_half": _ratio(t.hits_l50, t.evaluated_l50)},
         "most-popular": {"recall": _ratio(t.base_hits, t.evaluated),
                          "recall_last_half": _ratio(t.base_hits_l50, t.evaluated_l50)},
+        "series_window": SERIES_WINDOW, "series": windowed(t.outcomes),
     }
 
 
@@ -208,4 +251,5 @@ def run_batched(settings: Settings, data: Path, *, limit: int, console: Console,
         doc = _payload(tally, s, len(events), events.source, wall)
         doc["protocol"] = f"the job's batch steps in one process, {batch_size} records a batch (pipeline.batch_replay)"
         Path(json_out).write_text(json.dumps(doc, indent=2) + "\n")
+        _plot(Path(json_out), console)
     return tally

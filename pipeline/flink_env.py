@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pipeline.infra import jars
 from pipeline.settings import REPO_ROOT, Settings
+
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 
 
 def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -49,6 +52,7 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         # waits behind all of it (checkpoints time out). Debloating keeps ~1 s of data in flight.
         "taskmanager.network.memory.buffer-debloat.enabled": "true",
     }
+    conf.update(reporter_configuration(settings))
     if settings.aligned_checkpoint_timeout_ms >= 0:
         conf["execution.checkpointing.unaligned.enabled"] = "true"
         conf["execution.checkpointing.aligned-checkpoint-timeout"] = f"{settings.aligned_checkpoint_timeout_ms} ms"
@@ -60,6 +64,77 @@ def job_configuration(settings: Settings, *, extra: dict[str, str] | None = None
         conf["execution.state-recovery.path"] = settings.restore_path
     conf.update(extra or {})
     return conf
+
+
+def reporter_configuration(settings: Settings) -> dict[str, str]:
+    """The Prometheus reporter's options (none when `prometheus_port` is empty).
+
+    A MiniCluster takes them from the job's configuration; a standalone cluster only from its own
+    config.yaml (`pipeline.cluster.write_conf` writes them there), as reporters start with the JVM.
+    """
+    if not settings.prometheus_port:
+        return {}
+    return {"metrics.reporter.prom.factory.class": PROMETHEUS_FACTORY,
+            "metrics.reporter.prom.port": settings.prometheus_port}
+
+
+def rest_configuration(settings: Settings) -> dict[str, str]:
+    """A MiniCluster's REST API on loopback at `rest_port` (else it takes a random port): `liverec status` asks it.
+
+    Only `liverec job` (and the tests that stand for it) pass these: many MiniClusters of one process (tests,
+    benchmarks) would fight over one port.
+    """
+    port = str(settings.rest_port)
+    # metrics the REST API serves are at most this old (Flink's default, 10 s, makes `status` lag behind)
+    return {"rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": port, "rest.bind-port": port,
+            "metrics.fetcher.update-interval": "2 s"}
+
+
+def flink_home() -> Path:
+    """The pyflink package folder, which is a complete FLINK_HOME (lib/, opt/, plugins/, bin/)."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def prometheus_jar() -> Path:
+    """The Prometheus reporter jar the apache-flink wheel ships in plugins/ (the same version as Flink)."""
+    found = sorted((flink_home() / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
+    if not found:
+        from pipeline.errors import InfraError
+
+        msg = (f"no flink-metrics-prometheus jar in {flink_home() / 'plugins' / 'metrics-prometheus'}: reinstall "
+               "apache-flink (bin/setup), or set LIVEREC_PROMETHEUS_PORT= (empty) to run without the reporter")
+        raise InfraError(msg)
+    return found[-1]
+
+
+def local_lib_dir(settings: Settings) -> Path:
+    """FLINK_LIB_DIR of the JVM PyFlink starts: the wheel's lib/ jars plus the Prometheus reporter jar (links).
+
+    Why: a MiniCluster looks for reporter factories on the JVM's classpath only (not in plugins/: measured,
+    "could not be found for reporter prom. Available factories: []"), and PyFlink builds that classpath
+    from FLINK_LIB_DIR. The wheel's own lib/ is not ours to change, hence links in the cache.
+    """
+    lib = settings.cache_dir / "flink-local" / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    want = {j.name: j for j in (flink_home() / "lib").glob("*.jar")}
+    if settings.prometheus_port:
+        jar = prometheus_jar()
+        want[jar.name] = jar
+    for old in lib.iterdir():
+        if old.name.startswith("."):  # another process's link on its way in (below)
+            continue
+        if old.name not in want or not old.exists() or old.resolve() != want[old.name].resolve():
+            old.unlink(missing_ok=True)
+    for name, target in want.items():
+        link = lib / name
+        if not link.exists():
+            tmp = lib / f".{name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)  # atomic: a concurrent start never sees a missing jar
+    return lib
 
 
 def _expose_site_packages() -> None:
@@ -84,6 +159,11 @@ def stream_env(settings: Settings, *, extra: dict[str, str] | None = None):  # n
     log_dir = settings.cache_dir / "logs" / "flink"
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
+    # FLINK_HOME set: PyFlink then keeps our FLINK_LIB_DIR (without it, it points FLINK_LIB_DIR at the wheel's
+    # lib/). Only read when this call starts the JVM; `flink run` sets both (pipeline/cluster.py).
+    if "FLINK_LIB_DIR" not in os.environ:
+        os.environ.setdefault("FLINK_HOME", str(flink_home()))
+        os.environ["FLINK_LIB_DIR"] = str(local_lib_dir(settings))
     _expose_site_packages()
     conf = Configuration()
     for key, value in job_configuration(settings, extra=extra).items():

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     state_backend: str | None = Field(default=None, pattern="^(hashmap|rocksdb)$")
     incremental_checkpoints: bool | None = None  # None: the cluster's config decides
     python_executable: str | None = None  # default: the interpreter running liverec
+    # Observability (docs/operations.md#metrics): the Prometheus reporter's port or range (each JVM takes the
+    # first free port of the range: a MiniCluster one, a standalone cluster one per JobManager and TaskManager);
+    # empty: no reporter. The REST port of the MiniCluster `liverec job` starts, which `liverec status` asks.
+    prometheus_port: str = Field(default="9249-9259", pattern=r"^(\d{1,5}(-\d{1,5})?)?$")
+    rest_port: int = Field(default=8081, ge=1, le=65535)
     restart_attempts: int = 10
     restart_delay_ms: int = 1_000
 

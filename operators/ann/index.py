@@ -148,6 +148,7 @@ class AnnIndex:
         self.num_threads = int(num_threads)
         self.initial_capacity = max(1, int(initial_capacity))
         self.version = 0
+        self.rebuilds = 0  # fresh graphs built (`replace_all`, `rebuild`) by this object: a metric, not state
         self._reset(self.initial_capacity)
 
     # -- state -----------------------------------------------------------------------------------
@@ -192,6 +193,11 @@ class AnnIndex:
     def capacity(self) -> int:
         """Current hnswlib ``max_elements``."""
         return self._capacity
+
+    @property
+    def tombstones(self) -> int:
+        """Removed items whose labels still sit in the graph (until the next `rebuild`)."""
+        return len(self._tombstones)
 
     @property
     def deleted_fraction(self) -> float:
@@ -297,6 +303,7 @@ class AnnIndex:
             self._hnsw.add_items(np.ascontiguousarray(arr), np.arange(n, dtype=np.uint64),
                                  num_threads=num_threads or self.num_threads)
         self.version += 1
+        self.rebuilds += 1
 
     def rebuild(self, *, num_threads: int | None = None) -> None:
         """A fresh graph from the live vectors only: tombstones gone, labels compacted to ``0..n-1``."""
@@ -312,6 +319,7 @@ class AnnIndex:
             self._next_label = len(ids)
             self._hnsw.add_items(vecs, labels, num_threads=num_threads or self.num_threads)
         self.version += 1
+        self.rebuilds += 1
 
     # -- queries ---------------------------------------------------------------------------------
 

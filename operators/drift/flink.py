@@ -30,6 +30,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from operators.drift.logic import DriftParams, initial_state, reconcile, step
+from operators.metrics import Level
 from state_schemas import drift_state, feature_batch
 from state_schemas.alerts_v1 import alert_json
 from state_schemas.drift_state import DriftState
@@ -54,20 +55,25 @@ class DriftMonitor(KeyedProcessFunction):  # type: ignore[misc]
         self.nonfinite = group.counter("drift_nonfinite_samples")
         self.held = group.counter("drift_held_samples")
         self.per_feature: dict[str, tuple[Any, Any]] = {}
-        self.last: dict[str, tuple[float, float]] = {name: (-1.0, -1.0) for name in self.params.features}
+        self.last: dict[str, tuple[Level, Level]] = {}  # levels, not gauges (operators/metrics.py)
         for name in self.params.features:
             sub = group.add_group("feature", name)
             self.per_feature[name] = (sub.counter("drift_alerts"), sub.counter("drift_windows"))
-            sub.gauge("drift_statistic_permille", lambda n=name: _permille(self.last[n][0]))
-            sub.gauge("drift_p_value_permille", lambda n=name: _permille(self.last[n][1]))
+            self.last[name] = (Level(sub.counter("drift_statistic_permille"), -1),
+                               Level(sub.counter("drift_p_value_permille"), -1))
 
     def _load(self) -> DriftState:
         blob = self.store.value()
         state = initial_state(self.params) if blob is None else drift_state.decode(bytes(blob))
         state = reconcile(state, self.params)
         for f in state.features:
-            self.last[f.name] = (f.statistic, f.p_value)
+            self._last(f.name, f.statistic, f.p_value)
         return state
+
+    def _last(self, feature: str, statistic: float, p_value: float) -> None:
+        if feature in self.last:
+            self.last[feature][0].set(_permille(statistic))
+            self.last[feature][1].set(_permille(p_value))
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
         key = ctx.get_current_key()
@@ -87,7 +93,7 @@ class DriftMonitor(KeyedProcessFunction):  # type: ignore[misc]
         for t in out.tests:
             self.windows.inc()
             self.per_feature[t.feature][1].inc()
-            self.last[t.feature] = (t.statistic, t.p_value)
+            self._last(t.feature, t.statistic, t.p_value)
         for a in out.alerts:
             self.alerts.inc()
             self.per_feature[a.feature][0].inc()

@@ -19,6 +19,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
 from operators.events.logic import Reason
 from operators.events.router import Progress, Routed, RouterParams, route, shard_records
+from operators.metrics import Level
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PRIMITIVE_ARRAY(Types.BYTE()))
 SHARD_BATCH_TYPE = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -46,8 +47,8 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
         self.dead = group.counter("dead_letters")
         self.batches = group.counter("router_batches")
         self.by_reason = {r: group.add_group("reason", r.value).counter("dead_letters") for r in Reason}
-        group.gauge("watermark_lag_ms", lambda: max(0, int(time.time() * 1000) - self.progress.watermark)
-                    if self.progress.watermark > 0 else 0)
+        self.rate = group.meter("events_per_second", 60)  # valid events, averaged over the last minute
+        self.lag = Level(group.counter("watermark_lag_ms"))  # a level, not a gauge: operators/metrics.py
 
     def process_element(self, row: Any, ctx: KeyedProcessFunction.Context) -> Any:
         now = int(time.time() * 1000)
@@ -55,6 +56,7 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
                        now_ms=now, params=self.params)
         self.batches.inc()
         self.valid.inc(routed.events)
+        self.rate.mark_event(routed.events)
         self.valid_requests.inc(routed.requests)
         self.already_answered.inc(routed.already_answered)
         for reason, n in routed.dead_by_reason.items():
@@ -64,8 +66,13 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
             yield DEAD_LETTERS, dl
         previous = self.progress.watermark
         yield from self._emit(routed, self.progress.advance(now, self.params), previous)
+        self._lag(now)
         # Aligned ticks: a timer restored from a checkpoint and a new one coincide (timers dedupe).
         ctx.timer_service().register_processing_time_timer((now // self.tick_ms + 1) * self.tick_ms)
+
+    def _lag(self, now: int) -> None:
+        watermark = self.progress.watermark
+        self.lag.set(max(0, now - watermark) if watermark > 0 else 0)
 
     def _emit(self, routed: Any, watermark: int, previous: int, *, everyone: bool = False) -> Any:
         for shard, blob in shard_records(routed, watermark, previous, self.params.user_shards, everyone=everyone):
@@ -77,4 +84,5 @@ class EventsRouter(KeyedProcessFunction):  # type: ignore[misc]
         previous = self.progress.watermark
         yield from self._emit(Routed({}, [], {}), self.progress.advance(timestamp, self.params), previous,
                               everyone=True)
+        self._lag(timestamp)
         ctx.timer_service().register_processing_time_timer((timestamp // self.tick_ms + 1) * self.tick_ms)

@@ -30,6 +30,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from operators.index.logic import BatchOut, IndexShard, ShardParams, apply_batch, apply_vector_batch
+from operators.metrics import Level
 from state_schemas import cooc_log, index_entry, index_log
 from state_schemas.codec import TAGS
 from state_schemas.item_cols import decode_vector_batch
@@ -77,8 +78,9 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
         self.restores = group.counter("index_restores")
         self.graph_refreshes = group.counter("index_graph_refreshes")
         self.graph_moves = group.counter("index_graph_vectors_pushed")
-        group.gauge("index_items", lambda: sum(len(s) for s in self.live.values()))
-        group.gauge("index_cooc_cells", lambda: sum(len(s.cells) for s in self.live.values()))
+        # levels, not gauges (operators/metrics.py); set after every batch
+        self.sizes = {name: Level(group.counter(name)) for name in (
+            "index_items", "index_cooc_cells", "index_tombstones", "index_graph_rebuilds", "index_state_bytes")}
 
     def _shard(self, key: str) -> tuple[IndexShard, bytes | None]:
         shard = self.live.get(key)
@@ -102,6 +104,15 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
                  "cooc_cells": len(shard.cells), "seconds": round(time.perf_counter() - t0, 3),
                  "at_ms": int(time.time() * 1000)}
         return shard, json.dumps(event, separators=(",", ":")).encode()
+
+    def _sizes(self) -> None:
+        shards = self.live.values()
+        for name, value in (("index_items", sum(len(s) for s in shards)),
+                            ("index_cooc_cells", sum(len(s.cells) for s in shards)),
+                            ("index_tombstones", sum(s.ann.tombstones for s in shards)),
+                            ("index_graph_rebuilds", sum(s.ann.rebuilds for s in shards)),
+                            ("index_state_bytes", sum(log + snap for _, log, snap in self.logged.values()))):
+            self.sizes[name].set(value)
 
     def _persist(self, key: str, shard: IndexShard, out: BatchOut) -> None:
         """One blob of what the batch changed; a snapshot instead once the log outweighs the last one twice."""
@@ -140,6 +151,7 @@ class IndexStage(KeyedProcessFunction):  # type: ignore[misc]
             yield PARTIALS, encode_partial(part)
         if out.items.size or out.cells.size:
             self._persist(key, shard, out)
+        self._sizes()
         if shard.mutations // REPORT_EVERY != self.reported.get(key, 0):
             self.reported[key] = shard.mutations // REPORT_EVERY
             yield json.dumps({"event": "size", "shard": shard.shard, "shards": self.shards, "items": len(shard),

@@ -29,6 +29,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from operators.items.logic import item_from_row, item_rows_json
 from operators.items.shard import ItemShard
 from operators.learner.bpr import BPRParams
+from operators.metrics import Level
 from state_schemas import item_cols, item_vector
 from state_schemas.batches import decode_grads
 from state_schemas.cassandra_rows import ITEM_VECTORS, encode_rows
@@ -79,7 +80,8 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         self.flushes = group.counter("item_flushes")
         self.stores = group.counter("item_stores")
         self.rehydrated = group.counter("items_rehydrated")
-        group.gauge("items_in_memory", lambda: sum(len(s) for s in self.shards.values()))
+        self.items_in_memory = Level(group.counter("items_in_memory"))  # levels, not gauges: operators/metrics.py
+        self.state_bytes = Level(group.counter("item_state_bytes"))  # keyed state: log + snapshot blobs
 
     def close(self) -> None:
         if hasattr(self, "reader"):
@@ -151,6 +153,8 @@ class ItemStage(KeyedProcessFunction):  # type: ignore[misc]
         now = timers.current_processing_time()
         timers.register_processing_time_timer((now // self.flush_ms + 1) * self.flush_ms)
         timers.register_processing_time_timer((now // self.store_ms + 1) * self.store_ms)
+        self.items_in_memory.set(sum(len(s) for s in self.shards.values()))
+        self.state_bytes.set(sum(log + snap for _, log, snap in self.logged.values()))
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:

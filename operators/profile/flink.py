@@ -30,9 +30,10 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
+from operators.metrics import Level
 from operators.profile.embedding import ItemTable, upsert_many
 from operators.profile.logic import SessionSummary
-from operators.profile.rows import WRITTEN_AT, profile_from_row, profile_json, session_row_json
+from operators.profile.rows import WRITTEN_AT, last_event_ts, profile_from_row, profile_json, session_row_json
 from operators.profile.shard import UserParams, UserShard, step
 from state_schemas import feature_batch, item_vector, item_vector_v1, seen_items, user_profile
 from state_schemas.batches import decode_records, encode_grads
@@ -126,7 +127,8 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self.eval_queries = group.counter("eval_queries")
         self.batches = group.counter("user_batches")
         self.rehydrated = group.counter("profiles_rehydrated")
-        group.gauge("users_in_memory", lambda: sum(len(s.profiles) for s in self.shards.values()))
+        self.users_in_memory = Level(group.counter("users_in_memory"))  # levels, not gauges: operators/metrics.py
+        self.freshness = Level(group.counter("profile_freshness_ms"))  # wall clock - newest event of a flush
 
     def close(self) -> None:
         if hasattr(self, "reader"):
@@ -213,12 +215,15 @@ class UserStage(KeyedBroadcastProcessFunction):  # type: ignore[misc]
                 [(USER_PROFILES, profiles[u].seq, profile_json(profiles[u], written_at)) for u in due]
                 + [(SESSIONS_TABLE, c.seq, session_row_json(c)) for c in out.closed])
             self.profile_writes.inc(len(due))
+            if due:
+                self.freshness.set(written_at - max(last_event_ts(profiles[u]) for u in due))
             pending -= due
         for c in out.closed:
             self.sessions.inc()
             yield SESSIONS, session_json(c)
         if out.drift:
             yield DRIFT, feature_batch.encode(out.drift)
+        self.users_in_memory.set(sum(len(s.profiles) for s in self.shards.values()))
 
     def process_broadcast_element(self, value: Any, ctx: Any) -> None:
         if not self.table_loaded:

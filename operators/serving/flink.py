@@ -21,6 +21,7 @@ from typing import Any
 from pyflink.common import Types
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
+from operators.metrics import Level
 from operators.serving.logic import Pending, finish
 from state_schemas.messages import PartialMsg, decode_partial
 from state_schemas.requests_v1 import Source, answer_json
@@ -48,13 +49,18 @@ class Gather(KeyedProcessFunction):  # type: ignore[misc]
         self.hits = group.counter("eval_hits")
         self.baseline_hits = group.counter("eval_baseline_hits")
         self.timeouts = group.counter("gather_timeouts")
-        self.n_eval = self.n_hit = 0
-        group.gauge("eval_hit_rate_permille", lambda: 1000 * self.n_hit // self.n_eval if self.n_eval else 0)
+        self.n_eval = self.n_hit = self.n_base = 0
+        # levels, not gauges (operators/metrics.py)
+        self.hit_rate = Level(group.counter("eval_hit_rate_permille"))
+        self.base_rate = Level(group.counter("eval_baseline_hit_rate_permille"))  # most-popular, same events
+        self.answer_lag = Level(group.counter("answer_lag_ms"))  # served_at - request ts, latest answer
+        self.eval_lag = Level(group.counter("eval_lag_ms"))  # served_at - event ts, latest evaluation
 
     def _emit(self, parts: list[PartialMsg]) -> Iterator[tuple[str, bytes]]:
         answer, outcome = finish(parts, now_ms=int(time.time() * 1000), model_version=self.model)
         if outcome is None:
             self.by_source[answer.source].inc()
+            self.answer_lag.set(answer.served_at - parts[0].ts)
             yield ANSWER, answer_json(answer)
             return
         if outcome.evaluated:
@@ -65,6 +71,10 @@ class Gather(KeyedProcessFunction):  # type: ignore[misc]
                 self.n_hit += 1
             if outcome.baseline_hit:
                 self.baseline_hits.inc()
+                self.n_base += 1
+            self.hit_rate.set(1000 * self.n_hit // self.n_eval)
+            self.base_rate.set(1000 * self.n_base // self.n_eval)
+        self.eval_lag.set(answer.served_at - parts[0].ts)
         yield EVAL, outcome.to_json()
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[str, bytes]]:

@@ -27,6 +27,8 @@ MODULES = [
     "operators.drift.features",
     "operators.drift.logic",
     "operators.drift.actions",
+    "operators.metrics",
+    "pipeline.eval_pipeline",
 ]
 
 

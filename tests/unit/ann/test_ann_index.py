@@ -120,8 +120,10 @@ def test_tombstones_never_come_back_and_rebuild_keeps_recall(data_10k) -> None:
     gone = rng.choice(len(ids), size=3000, replace=False)
     removed = {ids[i] for i in gone}
     v0 = ix.version
+    assert ix.tombstones == 0 and ix.rebuilds == 0
     assert ix.remove(sorted(removed) + ["never-there"]) == 3000
     assert ix.version == v0 + 1
+    assert ix.tombstones == 3000 and ix.rebuilds == 0
     assert ix.deleted_fraction == pytest.approx(0.3)
     assert ix.needs_rebuild() and not ix.needs_rebuild(threshold=0.5)
     live = np.ones(len(ids), dtype=bool)
@@ -130,12 +132,15 @@ def test_tombstones_never_come_back_and_rebuild_keeps_recall(data_10k) -> None:
         assert not {i for i, _ in ix.query(q, 10)} & removed
     ix.rebuild()
     assert ix.version == v0 + 2
+    assert ix.tombstones == 0 and ix.rebuilds == 1  # the metrics of the index stage (docs/operations.md)
     assert ix.deleted_fraction == 0.0 and not ix.needs_rebuild()
     assert len(ix) == 7000
     assert recall_at_10(ix, items, ids, queries, live) >= RECALL_MIN
     for q in queries:
         assert not {i for i, _ in ix.query(q, 50)} & removed
     assert all(r not in ix for r in removed)
+    ix.replace_all(ids[:10], items[:10])
+    assert ix.rebuilds == 2 and ix.tombstones == 0 and len(ix) == 10
 
 
 def test_updating_a_vector_moves_the_item(data_10k) -> None:
