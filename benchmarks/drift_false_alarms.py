@@ -90,8 +90,9 @@ class Sessions:
         return out
 
 
-def run(batches: Iterator[tuple], p: DriftParams) -> dict:
-    """Feed batches, count tests and alerts per feature."""
+def run(batches: Iterator[tuple], p: DriftParams, series: dict | None = None) -> dict:
+    """Feed batches, count tests and alerts per feature; ``series`` collects every test per feature as
+    [minutes since START at the batch's end, statistic, breach] (for the plot)."""
     state = initial_state(p)
     tests: Counter[str] = Counter()
     alerts: list = []
@@ -99,6 +100,11 @@ def run(batches: Iterator[tuple], p: DriftParams) -> dict:
         state, out = step(state, fb, p, now_ms=0)
         tests.update(t.feature for t in out.tests)
         alerts += out.alerts
+        if series is not None and out.tests:
+            end = max(f.end_ts for f in fb)
+            for t in out.tests:
+                series.setdefault(t.feature, []).append(
+                    [round((end - START) / MIN, 2), round(float(t.statistic), 4), bool(t.breach)])
     return {"tests": dict(tests), "alerts": alerts}
 
 
@@ -250,9 +256,11 @@ def main() -> None:
     results.append(summarize("generated, stationary", res, p, span))
 
     evs, shift_ts = generated(args.events, args.seed + 100, shift=True)
-    res = run(event_batches(evs, 200, rng, 5 * MIN, shift_ts), p)
-    results.append(summarize("generated, shift at the middle", res, p, evs[-1]["ts"] - evs[0]["ts"], shift_ts,
-                             (F.EVENT_TYPE, F.CATEGORY, F.DWELL, F.USER_NORM, F.SERVED_SCORE)))
+    series: dict = {}
+    res = run(event_batches(evs, 200, rng, 5 * MIN, shift_ts), p, series)
+    results.append({**summarize("generated, shift at the middle", res, p, evs[-1]["ts"] - evs[0]["ts"], shift_ts,
+                                (F.EVENT_TYPE, F.CATEGORY, F.DWELL, F.USER_NORM, F.SERVED_SCORE)),
+                    "series": series, "shift_min": round((shift_ts - START) / MIN, 2)})
 
     counted = replace(p, reference=WindowSpec(2_000, 0, 2_000), current=WindowSpec(1_000, 0, 1_000), warmup_ms=0)
     for name, q in (("iid, default rule", counted), ("iid, p-value rule alone", replace(counted, min_statistic=0.0))):

@@ -150,6 +150,7 @@ def summarize(sh: Shared) -> dict[str, Any]:
         "answered_twice": sum(1 for ts in sh.answers.values() if len(ts) > 1),
         "unknown_answers": sh.other_answers,
         "latency_ms_p50": pct(50), "latency_ms_p99": pct(99),
+        "latency_ms_percentiles": [pct(q) for q in range(101)],
         "latency_ms_max": round(float(lat.max()), 1) if lat.size else None,
     }
 
