@@ -30,7 +30,8 @@ def connect(settings: Settings, *, keyspace: str | None = None, connect_timeout:
         connect_timeout=connect_timeout,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         # v4, not v5: v5 frames every message in checksummed segments, which this driver computes in
-        # Python; in the job that framing cost more of the interpreter than the writes themselves.
+        # Python; when the job still wrote its rows through this driver, that framing cost more of the
+        # interpreter than the writes themselves (the job now reads only, for rehydration).
         protocol_version=4,
         auth_provider=cassandra_auth_provider(settings),
     )

@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = 2_000
     checkpoint_timeout_ms: int = 60_000
     min_pause_between_checkpoints_ms: int = 500
-    # A Cassandra outage blocks the stateful operators (writes retry), so checkpoints time out meanwhile;
-    # tolerate that many in a row before failing the job.
+    # A Cassandra outage blocks the Cassandra sink's flush before each barrier (writes retry), so checkpoints
+    # time out meanwhile; tolerate that many in a row before failing the job.
     tolerable_failed_checkpoints: int = 10
     # Barriers that wait behind in-flight batches longer than this switch that checkpoint to unaligned
     # (in-flight buffers are stored with it): under load the commit that makes answers visible stops waiting
@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     user_shards: int = Field(default=4, ge=1, description="Keys of the user stage (the unit of rescaling).")
     item_shards: int = Field(default=2, ge=1, description="Keys of the item stage.")
     router_tick_ms: int = Field(default=500, ge=10)  # the router re-evaluates idle partitions this often
-    cassandra_max_in_flight: int = Field(default=32, ge=1)  # concurrent write requests of one operator call
+    # write requests in flight per Cassandra sink subtask (its write blocks at the bound); also the concurrency
+    # of the rehydration reads
+    cassandra_max_in_flight: int = Field(default=32, ge=1)
     # upserts per unlogged batch request (rows of ~1 KB: far below Cassandra's 50 KB batch fail threshold)
     cassandra_batch_rows: int = Field(default=16, ge=1, le=40)
     embedding_dim: int = 64

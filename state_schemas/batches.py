@@ -5,7 +5,7 @@ Why batches: a PyFlink thread-mode operator costs tens of microseconds per recor
 Neither format is ever kept as state or on a public topic: they live between two operators of one
 build, inside one checkpoint.
 
-RecordBatch v1, events router → user shards, and user shards → index shards::
+RecordBatch v1, events router → user shards (the index stage gets `state_schemas.shares` ShareBatch records)::
 
     offset  size  field
     0       1     tag 'K'

@@ -1,7 +1,8 @@
 """Records that travel between the job's operators, binary and versioned like state.
 
-They are never on a public topic, except `item-vectors` (VectorBatch records of ItemVectorMsg), which
-the job itself reads back. ItemUpdate is no longer sent by the job (the user stage sends coalesced
+They are never on a public topic, except `item-vectors`, which the job itself reads back (VectorBatch
+records: v2, columns, in `state_schemas.item_cols`; v1, a list of ItemVectorMsg, is defined here and still
+read). ItemUpdate is no longer sent by the job (the user stage sends coalesced
 `state_schemas.batches.GradBatch` records); its codec stays for the contract tests and old tools.
 
 ItemUpdate v1, user stage → item stage (keyed by item)::
