@@ -287,7 +287,7 @@ def main() -> None:
     print(f"wrote {args.out} in {doc['seconds']} s")
     from pipeline.plots import plot_result
 
-    print(f"wrote {plot_result(args.out)}")
+    print(f"wrote {plot_result(args.out, 'drift_false_alarms')}")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def main() -> int:
     print(f"\nwrote {args.out}")
     from pipeline.plots import plot_result
 
-    print(f"wrote {plot_result(args.out)}")
+    print(f"wrote {plot_result(args.out, 'job_throughput')}")
     return 1 if errors else 0
 
 

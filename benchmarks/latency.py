@@ -288,7 +288,7 @@ def main() -> int:
     print(f"\nwrote {args.out}")
     from pipeline.plots import plot_result
 
-    print(f"wrote {plot_result(args.out)}")
+    print(f"wrote {plot_result(args.out, 'latency')}")
     return 1 if sh.errors else 0
 
 

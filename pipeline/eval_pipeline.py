@@ -181,7 +181,7 @@ def _plot(json_out: Path, console: Console) -> None:
     from pipeline import plots
 
     try:
-        png = plots.plot_result(json_out)
+        png = plots.plot_result(json_out, "eval_pipeline")
     except ImportError as exc:
         console.print(f"  no plot: {exc} (pip install matplotlib)")
         return

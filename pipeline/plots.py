@@ -197,9 +197,12 @@ def plot_for(path: Path) -> Callable[[dict[str, Any], Path], Path] | None:
     return next((fn for prefix, fn in KINDS if path.stem.startswith(prefix)), None)
 
 
-def plot_result(path: Path) -> Path:
-    """Draw the plot of one result JSON into ``<same name>.png`` beside it; return the PNG's path."""
-    fn = plot_for(path)
+def plot_result(path: Path, kind: str | None = None) -> Path:
+    """Draw the plot of one result JSON into ``<same name>.png`` beside it; return the PNG's path.
+
+    ``kind`` names the plot when the file's name does not (a benchmark run with ``--out`` elsewhere).
+    """
+    fn = dict(KINDS).get(kind) if kind is not None else plot_for(path)
     if fn is None:
         msg = f"no plot for {path.name}: known kinds are {', '.join(k for k, _ in KINDS)}"
         raise ValueError(msg)

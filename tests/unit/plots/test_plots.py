@@ -69,3 +69,13 @@ def test_the_committed_pngs_are_under_200_kb() -> None:
         assert plot_for(png.with_suffix(".json")) is not None, f"{png.name} has no kind of plot"
         assert png.with_suffix(".json").is_file(), f"{png.name} has no JSON beside it"
         assert png.stat().st_size < 200_000, f"{png.name} is {png.stat().st_size} bytes"
+
+
+def test_a_result_under_another_name_is_drawn_by_its_kind(tmp_path: Path) -> None:
+    """A benchmark run with ``--out`` elsewhere names its kind; by name alone there is no plot."""
+    other = tmp_path / "lat_unaligned.json"
+    other.write_text(json.dumps(DOCS["latency.json"]))
+    with pytest.raises(ValueError, match="no plot for lat_unaligned.json"):
+        plot_result(other)
+    assert plot_result(other, "latency") == other.with_suffix(".png")
+    assert other.with_suffix(".png").stat().st_size > 0
