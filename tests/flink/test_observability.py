@@ -174,7 +174,9 @@ def test_every_metric_the_dashboard_names_is_exported_and_moves(run: Run) -> Non
         for name in names & set(last):
             peak[name] = max(peak.get(name, 0.0), *(v for _, v in last[name]))
         moved = {n for n in names if peak.get(n, 0.0) > 0}
-        counted = (_total(last, "events_valid") == run.valid_events and _total(last, "source_answers") == REQUESTS)
+        # every stage's counters, not just the router's: the user shards count duplicates a batch later
+        counted = (_total(last, "events_valid") == run.valid_events and _total(last, "source_answers") == REQUESTS
+                   and _total(last, "user_events") + _total(last, "duplicates") == run.valid_events)
         if counted and moved | set(MAY_STAY_ZERO) >= names:
             break
         time.sleep(2)
@@ -187,6 +189,7 @@ def test_every_metric_the_dashboard_names_is_exported_and_moves(run: Run) -> Non
     assert _total(last, "dead_letters") == run.malformed
     assert _total(last, "reason_dead_letters") == run.malformed
     assert _total(last, "duplicates") == run.duplicates
+    assert _total(last, "user_events") == run.valid_events - run.duplicates
     assert _total(last, "requests_valid") == REQUESTS
     assert _total(last, "source_answers") == REQUESTS
     assert {labels["reason"] for labels, v in last[PREFIX + "reason_dead_letters"] if v} <= {
